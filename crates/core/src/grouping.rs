@@ -1,0 +1,246 @@
+//! Grouping: which issue an event belongs to. See `docs/grouping.md` for the
+//! rules and their reasons. In short: a custom `fingerprint` wins (with
+//! `{{ default }}` and other variables resolved); otherwise exceptions group by
+//! type and in-app frames (module or file, function, normalized context
+//! line), threads and bare stack traces by frames, CSP reports by directive
+//! and blocked host, and messages by their parameterized template.
+//!
+//! Each event yields up to two hashes, an "app" one (in-app frames only) and
+//! a "system" one (all frames); an event joins the issue owning any of them.
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::message::normalize_for_grouping;
+use crate::title::crash_frame;
+
+/// The version of the default grouping rules; stored with every hash so the
+/// rules can change without silently splitting existing issues.
+pub const ALGORITHM: &str = "picket:2026-11";
+
+/// Hashes of one event, most specific first, with the algorithm id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupingResult {
+    pub algorithm: &'static str,
+    pub hashes: Vec<String>,
+    /// The human-readable key behind the first hash (for debugging and docs).
+    pub key: String,
+}
+
+/// Platforms whose context lines are stable enough to group by.
+const CONTEXT_LINE_PLATFORMS: &[&str] = &["javascript", "node", "python", "php", "ruby"];
+const MAX_CONTEXT_LINE: usize = 120;
+
+/// Computes the grouping hashes of a normalized payload.
+pub fn compute(data: &Map<String, Value>, platform: &str) -> GroupingResult {
+    let app = default_key(data, platform, Variant::App);
+    let system = default_key(data, platform, Variant::System);
+    let fingerprint: Option<Vec<String>> = data
+        .get("fingerprint")
+        .and_then(Value::as_array)
+        .map(|fp| fp.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .filter(|fp: &Vec<String>| !fp.is_empty());
+    let keys: Vec<String> = match fingerprint {
+        Some(fp) if fp.iter().any(|p| is_default_marker(p)) => {
+            let mut keys = vec![resolve_fingerprint(&fp, data, &app)];
+            if system != app {
+                keys.push(resolve_fingerprint(&fp, data, &system));
+            }
+            keys
+        }
+        Some(fp) => vec![resolve_fingerprint(&fp, data, &app)],
+        None if system != app => vec![app, system],
+        None => vec![app],
+    };
+    GroupingResult { algorithm: ALGORITHM, hashes: keys.iter().map(|k| hash(k)).collect(), key: keys[0].clone() }
+}
+
+fn hash(key: &str) -> String {
+    hex::encode(&Sha256::digest(key.as_bytes())[..16])
+}
+
+fn is_default_marker(part: &str) -> bool {
+    variable_name(part) == Some("default")
+}
+
+fn variable_name(part: &str) -> Option<&str> {
+    let inner = part.trim().strip_prefix("{{")?.strip_suffix("}}")?.trim();
+    (!inner.is_empty() && !inner.contains(char::is_whitespace)).then_some(inner)
+}
+
+/// Resolves `{{ default }}`, `{{ transaction }}`, `{{ type }}`, `{{ function }}`,
+/// `{{ module }}`, `{{ message }}`, `{{ level }}`, `{{ logger }}`, `{{ tags.X }}`.
+fn resolve_fingerprint(fp: &[String], data: &Map<String, Value>, default_key: &str) -> String {
+    let last_exc = data.get("exception").and_then(|e| e.get("values")).and_then(Value::as_array).and_then(|v| v.last());
+    let s = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
+    let parts: Vec<String> = fp
+        .iter()
+        .map(|part| match variable_name(part) {
+            None => part.clone(),
+            Some(name) => match name {
+                "default" => default_key.to_string(),
+                "transaction" => s(data.get("transaction")).unwrap_or_else(|| "<no-transaction>".into()),
+                "type" | "error.type" => s(last_exc.and_then(|e| e.get("type"))).unwrap_or_else(|| "<no-type>".into()),
+                "value" | "error.value" => s(last_exc.and_then(|e| e.get("value"))).unwrap_or_else(|| "<no-value>".into()),
+                "function" | "stack.function" => s(crash_frame(data).and_then(|f| f.get("function"))).unwrap_or_else(|| "<no-function>".into()),
+                "module" | "stack.module" => s(crash_frame(data).and_then(|f| f.get("module"))).unwrap_or_else(|| "<no-module>".into()),
+                "package" | "stack.package" => s(crash_frame(data).and_then(|f| f.get("package"))).unwrap_or_else(|| "<no-package>".into()),
+                "level" => s(data.get("level")).unwrap_or_else(|| "<no-level>".into()),
+                "logger" => s(data.get("logger")).unwrap_or_else(|| "<no-logger>".into()),
+                "message" => data
+                    .get("logentry")
+                    .and_then(|l| l.get("formatted").or_else(|| l.get("message")))
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| "<no-message>".into()),
+                other => match other.strip_prefix("tags.") {
+                    Some(tag) => tag_value(data, tag).unwrap_or_else(|| format!("<no-value-for-tag-{tag}>")),
+                    None => part.clone(),
+                },
+            },
+        })
+        .collect();
+    format!("fingerprint\u{1f}{}", parts.join("\u{1f}"))
+}
+
+fn tag_value(data: &Map<String, Value>, key: &str) -> Option<String> {
+    data.get("tags")?.as_array()?.iter().find_map(|p| {
+        let p = p.as_array()?;
+        (p.first()?.as_str()? == key).then(|| p.get(1)?.as_str().map(str::to_string))?
+    })
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    /// Only in-app frames contribute (when any frame is marked in-app).
+    App,
+    /// All frames contribute.
+    System,
+}
+
+/// The default grouping key: exceptions, else a stack trace, else CSP, else the message.
+fn default_key(data: &Map<String, Value>, platform: &str, variant: Variant) -> String {
+    if let Some(values) = data.get("exception").and_then(|e| e.get("values")).and_then(Value::as_array).filter(|v| !v.is_empty()) {
+        let parts: Vec<String> = values.iter().map(|e| exception_component(e, platform, variant)).collect();
+        return format!("exception\u{1e}{}", parts.join("\u{1e}"));
+    }
+    if let Some(frames) = single_thread_frames(data).or_else(|| frames_of(data.get("stacktrace"))) {
+        if let Some(c) = frames_component(frames, platform, variant) {
+            return format!("stacktrace\u{1e}{c}");
+        }
+    }
+    if let Some(csp) = data.get("csp").and_then(Value::as_object) {
+        let directive = csp.get("effective_directive").and_then(Value::as_str).unwrap_or_default();
+        let blocked = csp.get("blocked_uri").and_then(Value::as_str).unwrap_or_default();
+        let host = blocked.split_once("://").map_or(blocked, |(_, r)| r.split('/').next().unwrap_or(r));
+        return format!("csp\u{1e}{directive}\u{1e}{host}");
+    }
+    let message = data
+        .get("logentry")
+        .and_then(|l| l.get("message").or_else(|| l.get("formatted")))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    format!("message\u{1e}{}", normalize_for_grouping(message))
+}
+
+fn frames_of(st: Option<&Value>) -> Option<&Vec<Value>> {
+    st.and_then(|s| s.get("frames")).and_then(Value::as_array).filter(|f| !f.is_empty())
+}
+
+fn single_thread_frames(data: &Map<String, Value>) -> Option<&Vec<Value>> {
+    let threads = data.get("threads")?.get("values")?.as_array()?;
+    let mut with_stack = threads.iter().filter_map(|t| frames_of(t.get("stacktrace")));
+    let first = with_stack.next()?;
+    with_stack.next().is_none().then_some(first)
+}
+
+fn exception_component(exc: &Value, platform: &str, variant: Variant) -> String {
+    let synthetic = exc.get("mechanism").and_then(|m| m.get("synthetic")).and_then(Value::as_bool) == Some(true);
+    let ty = if synthetic { "" } else { exc.get("type").and_then(Value::as_str).unwrap_or_default() };
+    let frames = frames_of(exc.get("stacktrace")).and_then(|f| frames_component(f, platform, variant));
+    match frames {
+        // The stack trace takes precedence over the message: a changed
+        // message from the same place is the same problem.
+        Some(frames) => format!("{ty}\u{1d}{frames}"),
+        None => {
+            let value = exc.get("value").and_then(Value::as_str).unwrap_or_default();
+            format!("{ty}\u{1d}value:{}", normalize_for_grouping(value))
+        }
+    }
+}
+
+/// Frame components joined; `None` when no frame contributes.
+fn frames_component(frames: &[Value], platform: &str, variant: Variant) -> Option<String> {
+    let any_in_app = frames.iter().any(|f| f.get("in_app").and_then(Value::as_bool) == Some(true));
+    let mut parts: Vec<String> = Vec::new();
+    let mut previous: Option<&Value> = None;
+    for frame in frames {
+        if variant == Variant::App && any_in_app && frame.get("in_app").and_then(Value::as_bool) != Some(true) {
+            continue;
+        }
+        if previous.is_some_and(|p| same_location(p, frame)) {
+            continue; // recursion: the same frame again adds nothing
+        }
+        previous = Some(frame);
+        let frame_platform = frame.get("platform").and_then(Value::as_str).unwrap_or(platform);
+        if let Some(c) = frame_component(frame, frame_platform) {
+            parts.push(c);
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("\u{1c}"))
+}
+
+fn same_location(a: &Value, b: &Value) -> bool {
+    ["abs_path", "package", "module", "filename", "function", "lineno", "colno"].iter().all(|k| a.get(*k) == b.get(*k))
+}
+
+fn frame_component(frame: &Value, platform: &str) -> Option<String> {
+    let s = |k: &str| frame.get(k).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
+    let is_js = matches!(platform, "javascript" | "node");
+    let abs_path = s("abs_path").unwrap_or_default();
+    if is_js && matches!(abs_path, "[native code]" | "native code" | "eval code" | "<anonymous>") {
+        return None;
+    }
+    let module = s("module").map(normalize_module);
+    let filename = s("filename").or(s("abs_path")).filter(|_| {
+        // URLs carry build hashes and hosts: not a stable identity.
+        !(is_js && (abs_path.starts_with("http://") || abs_path.starts_with("https://") || abs_path.starts_with("blob:")))
+            && !matches!(abs_path, "<anonymous>" | "[native code]")
+    });
+    let location = module.or_else(|| filename.map(|f| f.rsplit(['/', '\\']).next().unwrap_or(f).to_lowercase()));
+    let function = s("function").or(s("raw_function")).and_then(|f| normalize_function(f, is_js));
+    let context = if CONTEXT_LINE_PLATFORMS.contains(&platform) {
+        s("context_line").filter(|l| l.len() <= MAX_CONTEXT_LINE).map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+    } else {
+        None
+    };
+    if location.is_none() && function.is_none() && context.is_none() {
+        return None;
+    }
+    Some(format!("{}\u{1f}{}\u{1f}{}", location.unwrap_or_default(), function.unwrap_or_default(), context.unwrap_or_default()))
+}
+
+/// Generated class names (Java lambdas, proxies) change between builds.
+fn normalize_module(m: &str) -> String {
+    static GENERATED: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"\$\$Lambda\$[^.]*|GeneratedMethodAccessor\d+|\$\$EnhancerByCGLIB\$\$[0-9a-f]+|\$fn__\d+").expect("static regex")
+    });
+    GENERATED.replace_all(m, "<auto>").into_owned()
+}
+
+fn normalize_function(f: &str, is_js: bool) -> Option<String> {
+    if is_js {
+        if matches!(f, "?" | "<anonymous>" | "<anonymous function>" | "Anonymous function") || f.ends_with("/<") {
+            return None;
+        }
+        // `Object.foo` / `Module.exports.foo` → `foo`: the receiver varies.
+        return Some(f.rsplit('.').next().unwrap_or(f).to_string());
+    }
+    if f.starts_with("lambda$") || f == "<redacted>" || f == "<unknown>" {
+        return None;
+    }
+    Some(f.to_string())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,787 @@
+//! Normalization: makes every payload look like the current protocol, so the
+//! rest of Picket reads one shape. Lenient: a field of the wrong type is
+//! coerced when the intent is clear and dropped (with a note in `errors`)
+//! when it is not; the event itself is never refused for a bad field.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde_json::{json, Map, Value};
+
+use crate::{grouping, title};
+
+/// Event severity, ordered from least to most severe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Level {
+    Debug,
+    Info,
+    Warning,
+    Error,
+    Fatal,
+}
+
+impl Level {
+    /// The wire name (`"warning"`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warning => "warning",
+            Level::Error => "error",
+            Level::Fatal => "fatal",
+        }
+    }
+
+    /// Parses a level from a name, an alias, or a Python logging number.
+    pub fn parse(v: &Value) -> Option<Level> {
+        match v {
+            Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+                "debug" | "trace" => Some(Level::Debug),
+                "info" | "log" | "notice" => Some(Level::Info),
+                "warning" | "warn" => Some(Level::Warning),
+                "error" | "err" => Some(Level::Error),
+                "fatal" | "critical" => Some(Level::Fatal),
+                other => other.parse::<i64>().ok().and_then(Level::from_python),
+            },
+            Value::Number(n) => n.as_f64().and_then(|f| Level::from_python(f as i64)),
+            _ => None,
+        }
+    }
+
+    fn from_python(n: i64) -> Option<Level> {
+        match n {
+            0..=10 => Some(Level::Debug),
+            11..=20 => Some(Level::Info),
+            21..=30 => Some(Level::Warning),
+            31..=40 => Some(Level::Error),
+            41..=50 => Some(Level::Fatal),
+            _ => None,
+        }
+    }
+}
+
+/// What the event is, inferred by the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Default,
+    Error,
+    Csp,
+    Transaction,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Default => "default",
+            EventType::Error => "error",
+            EventType::Csp => "csp",
+            EventType::Transaction => "transaction",
+        }
+    }
+}
+
+/// Facts about the request an event arrived in.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// When Picket received the event (Unix seconds).
+    pub received: f64,
+    /// The envelope's `sent_at`, for clock-drift correction.
+    pub sent_at: Option<f64>,
+    /// The envelope header `event_id`, which wins over the payload's.
+    pub event_id: Option<String>,
+    /// The client's address, for `{{auto}}` IPs.
+    pub client_ip: Option<String>,
+    /// The SDK from the envelope header or the auth `sentry_client`.
+    pub sdk: Option<Value>,
+}
+
+impl Context {
+    /// A context with only the receive time set.
+    pub fn at(received: f64) -> Context {
+        Context { received, ..Context::default() }
+    }
+}
+
+/// A normalized event with everything the store needs.
+#[derive(Debug, Clone)]
+pub struct NormalizedEvent {
+    pub event_id: String,
+    /// Event time, Unix seconds.
+    pub timestamp: f64,
+    pub received: f64,
+    pub level: Level,
+    pub event_type: EventType,
+    pub platform: String,
+    pub title: String,
+    pub culprit: String,
+    /// Text searched by free-text queries (title, culprit, message, exception values).
+    pub search_text: String,
+    pub release: Option<String>,
+    pub environment: Option<String>,
+    /// Tags, including the derived ones (`level`, `environment`, ...), deduplicated by key.
+    pub tags: Vec<(String, String)>,
+    /// A stable identity of the user, for the distinct-user count.
+    pub user_key: Option<String>,
+    /// Grouping hashes, the most specific first, and the algorithm that made them.
+    pub grouping: grouping::GroupingResult,
+    /// The normalized payload as stored.
+    pub data: Map<String, Value>,
+}
+
+/// Why an event payload was refused outright.
+#[derive(Debug, thiserror::Error)]
+pub enum NormalizeError {
+    #[error("event payload must be a JSON object, got {0}")]
+    NotAnObject(&'static str),
+}
+
+/// Keys of the old `sentry.interfaces.*` form and their current names.
+const LEGACY_KEYS: &[(&str, &str)] = &[
+    ("sentry.interfaces.Exception", "exception"),
+    ("sentry.interfaces.Message", "logentry"),
+    ("sentry.interfaces.Http", "request"),
+    ("sentry.interfaces.User", "user"),
+    ("sentry.interfaces.Stacktrace", "stacktrace"),
+    ("sentry.interfaces.Template", "template"),
+    ("sentry.interfaces.Query", "query"),
+    ("sentry.interfaces.Breadcrumbs", "breadcrumbs"),
+    ("sentry.interfaces.Contexts", "contexts"),
+    ("sentry.interfaces.Csp", "csp"),
+    ("sentry.interfaces.DebugMeta", "debug_meta"),
+    ("sentry.interfaces.Threads", "threads"),
+];
+
+const VALID_PLATFORMS: &[&str] = &[
+    "as3", "c", "cfml", "cocoa", "csharp", "elixir", "go", "groovy", "haskell", "java", "javascript", "native", "node", "objc",
+    "other", "perl", "php", "python", "ruby", "rust", "dart", "kotlin", "swift",
+];
+
+/// Relay's limits, in characters.
+mod max_chars {
+    pub const LOGGER: usize = 64;
+    pub const CULPRIT: usize = 200;
+    pub const SERVER_NAME: usize = 256;
+    pub const RELEASE: usize = 200;
+    pub const ENVIRONMENT: usize = 64;
+    pub const DIST: usize = 64;
+    pub const MESSAGE: usize = 8192;
+    pub const TAG_KEY: usize = 200;
+    pub const TAG_VALUE: usize = 200;
+    pub const EXCEPTION_TYPE: usize = 256;
+    pub const EXCEPTION_VALUE: usize = 8192;
+    pub const TRANSACTION: usize = 200;
+}
+
+const MAX_BREADCRUMBS: usize = 100;
+const MAX_TAGS: usize = 200;
+/// Timestamps further ahead than this are reset to the receive time.
+const MAX_SECS_IN_FUTURE: f64 = 60.0;
+/// Timestamps older than this are reset to the receive time.
+const MAX_SECS_IN_PAST: f64 = 30.0 * 86400.0;
+/// Smaller differences between `sent_at` and receive time are not corrected.
+const MIN_CLOCK_DRIFT_SECS: f64 = 55.0 * 60.0;
+
+/// Normalizes an event payload. Only a payload that is not an object is refused.
+pub fn normalize(raw: Value, ctx: &Context) -> Result<NormalizedEvent, NormalizeError> {
+    let mut data = match raw {
+        Value::Object(m) => m,
+        other => return Err(NormalizeError::NotAnObject(type_name(&other))),
+    };
+    let mut errors: Vec<Value> = Vec::new();
+
+    for (old, new) in LEGACY_KEYS {
+        if let Some(v) = data.remove(*old) {
+            data.entry(new.to_string()).or_insert(v);
+        }
+    }
+
+    let event_id = ctx
+        .event_id
+        .clone()
+        .or_else(|| data.get("event_id").and_then(Value::as_str).and_then(picket_protocol::parse_event_id))
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    data.insert("event_id".into(), json!(event_id));
+
+    // Timestamps, with clock drift correction when the envelope says when it was sent.
+    let drift = ctx.sent_at.map(|s| ctx.received - s).filter(|d| d.abs() >= MIN_CLOCK_DRIFT_SECS).unwrap_or(0.0);
+    let mut timestamp = match data.get("timestamp").map(parse_timestamp) {
+        Some(Some(t)) => t + drift,
+        Some(None) => {
+            errors.push(json!({"type": "invalid_data", "name": "timestamp"}));
+            ctx.received
+        }
+        None => ctx.received,
+    };
+    if timestamp > ctx.received + MAX_SECS_IN_FUTURE {
+        errors.push(json!({"type": "future_timestamp", "name": "timestamp"}));
+        timestamp = ctx.received;
+    } else if timestamp < ctx.received - MAX_SECS_IN_PAST {
+        errors.push(json!({"type": "past_timestamp", "name": "timestamp"}));
+        timestamp = ctx.received;
+    }
+    data.insert("timestamp".into(), json!(timestamp));
+    if let Some(start) = data.get("start_timestamp").and_then(parse_timestamp) {
+        data.insert("start_timestamp".into(), json!(start + drift));
+    }
+    data.insert("received".into(), json!(ctx.received));
+
+    let is_transaction = data.get("type").and_then(Value::as_str) == Some("transaction");
+    let level = match data.get("level") {
+        None | Some(Value::Null) => None,
+        Some(v) => {
+            let l = Level::parse(v);
+            if l.is_none() {
+                errors.push(json!({"type": "invalid_data", "name": "level", "value": v}));
+            }
+            l
+        }
+    }
+    .unwrap_or(if is_transaction { Level::Info } else { Level::Error });
+    data.insert("level".into(), json!(level.as_str()));
+
+    let platform = data
+        .get("platform")
+        .and_then(Value::as_str)
+        .map(str::to_ascii_lowercase)
+        .filter(|p| VALID_PLATFORMS.contains(&p.as_str()))
+        .unwrap_or_else(|| "other".to_string());
+    data.insert("platform".into(), json!(platform));
+
+    normalize_message(&mut data);
+    normalize_exception(&mut data);
+    normalize_values_list(&mut data, "threads");
+    normalize_values_list(&mut data, "breadcrumbs");
+    if let Some(Value::Object(b)) = data.get_mut("breadcrumbs") {
+        if let Some(Value::Array(values)) = b.get_mut("values") {
+            if values.len() > MAX_BREADCRUMBS {
+                values.drain(..values.len() - MAX_BREADCRUMBS);
+            }
+            for crumb in values.iter_mut().filter_map(Value::as_object_mut) {
+                if let Some(t) = crumb.get("timestamp").and_then(parse_timestamp) {
+                    crumb.insert("timestamp".into(), json!(t + drift));
+                }
+            }
+        }
+    }
+    normalize_request(&mut data);
+    normalize_user(&mut data, ctx);
+    if data.get("sdk").is_none_or(|s| !s.is_object()) {
+        if let Some(sdk) = &ctx.sdk {
+            data.insert("sdk".into(), sdk.clone());
+        }
+    }
+    if let Some(Value::Array(fp)) = data.get_mut("fingerprint") {
+        for part in fp.iter_mut() {
+            if !part.is_string() {
+                *part = Value::String(value_to_string(part));
+            }
+        }
+    } else {
+        data.remove("fingerprint");
+    }
+
+    // Plain string fields: coerce numbers, trim to limits, drop empties.
+    for (key, limit) in [
+        ("logger", max_chars::LOGGER),
+        ("culprit", max_chars::CULPRIT),
+        ("transaction", max_chars::TRANSACTION),
+        ("server_name", max_chars::SERVER_NAME),
+        ("release", max_chars::RELEASE),
+        ("environment", max_chars::ENVIRONMENT),
+        ("dist", max_chars::DIST),
+        ("site", max_chars::TAG_VALUE),
+    ] {
+        let s = data.get(key).and_then(|v| match v {
+            Value::String(s) => Some(s.trim().to_string()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        });
+        match s {
+            Some(s) if !s.is_empty() && !s.contains(['\n', '\r']) => {
+                data.insert(key.into(), json!(truncate(&s, limit)));
+            }
+            _ => {
+                data.remove(key);
+            }
+        }
+    }
+
+    let event_type = if is_transaction {
+        EventType::Transaction
+    } else if data.get("csp").is_some_and(Value::is_object) {
+        EventType::Csp
+    } else if has_exception(&data) {
+        EventType::Error
+    } else {
+        EventType::Default
+    };
+    data.insert("type".into(), json!(event_type.as_str()));
+
+    let tags = collect_tags(&mut data, level);
+    let (title, culprit) = title::title_and_culprit(&data, &platform, event_type);
+    if !data.contains_key("culprit") && !culprit.is_empty() {
+        data.insert("culprit".into(), json!(culprit));
+    }
+    let culprit = data.get("culprit").and_then(Value::as_str).unwrap_or(&culprit).to_string();
+    data.insert("title".into(), json!(title));
+    let search_text = search_text(&data, &title, &culprit);
+    let user_key = user_key(&data);
+    let grouping = grouping::compute(&data, &platform);
+    if !errors.is_empty() {
+        let list = data.entry("errors").or_insert_with(|| json!([]));
+        if let Value::Array(l) = list {
+            l.extend(errors);
+        }
+    }
+    data.remove("_meta");
+
+    Ok(NormalizedEvent {
+        event_id,
+        timestamp,
+        received: ctx.received,
+        level,
+        event_type,
+        release: data.get("release").and_then(Value::as_str).map(String::from),
+        environment: data.get("environment").and_then(Value::as_str).map(String::from),
+        platform,
+        title,
+        culprit,
+        search_text,
+        tags,
+        user_key,
+        grouping,
+        data,
+    })
+}
+
+/// Parses an RFC 3339 string (timezone optional, UTC assumed) or a number of seconds.
+pub fn parse_timestamp(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64().filter(|f| f.is_finite() && *f >= 0.0 && *f < 1e11),
+        Value::String(s) => {
+            let s = s.trim();
+            if let Ok(f) = s.parse::<f64>() {
+                return Some(f).filter(|f| f.is_finite() && *f >= 0.0 && *f < 1e11);
+            }
+            if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
+                return Some(dt.timestamp_micros() as f64 / 1e6);
+            }
+            let naive = s.trim_end_matches('Z');
+            for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S%.f"] {
+                if let Ok(dt) = NaiveDateTime::parse_from_str(naive, fmt) {
+                    return Some(dt.and_utc().timestamp_micros() as f64 / 1e6);
+                }
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
+/// Formats Unix seconds as RFC 3339 with milliseconds, as Sentry's API does.
+pub fn format_timestamp(t: f64) -> String {
+    DateTime::<Utc>::from_timestamp_micros((t * 1e6) as i64)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// `message` may be a string or an object; `logentry` is the current name.
+/// The formatted message is computed from `%s`-style params when missing.
+fn normalize_message(data: &mut Map<String, Value>) {
+    let message = data.remove("message");
+    let mut entry = match data.remove("logentry") {
+        Some(Value::Object(m)) => m,
+        Some(Value::String(s)) => Map::from_iter([("formatted".to_string(), json!(s))]),
+        _ => Map::new(),
+    };
+    match message {
+        Some(Value::String(s)) if !entry.contains_key("formatted") && !entry.contains_key("message") => {
+            entry.insert("formatted".into(), json!(s));
+        }
+        Some(Value::Object(m)) if entry.is_empty() => entry = m,
+        _ => {}
+    }
+    if entry.is_empty() {
+        return;
+    }
+    if let Some(Value::String(template)) = entry.get("message") {
+        if !entry.get("formatted").is_some_and(Value::is_string) {
+            let formatted = format_params(template, entry.get("params"));
+            entry.insert("formatted".into(), json!(formatted));
+        }
+    }
+    for key in ["message", "formatted"] {
+        match entry.get(key) {
+            Some(Value::String(s)) => {
+                let t = truncate(s, max_chars::MESSAGE);
+                entry.insert(key.into(), json!(t));
+            }
+            Some(_) => {
+                entry.remove(key);
+            }
+            None => {}
+        }
+    }
+    if entry.get("message") == entry.get("formatted") {
+        entry.remove("message");
+    }
+    if entry.contains_key("formatted") || entry.contains_key("message") {
+        data.insert("logentry".into(), Value::Object(entry));
+    }
+}
+
+/// `%s`, `%d`, `%r`... with positional params, `%(name)s` with named ones, `{}`/`{0}` braces.
+fn format_params(template: &str, params: Option<&Value>) -> String {
+    let Some(params) = params else { return template.to_string() };
+    let mut out = String::with_capacity(template.len() + 16);
+    let mut positional = params.as_array().map(|a| a.iter()).into_iter().flatten();
+    let mut chars = template.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.peek().map(|&(_, c)| c) {
+            Some('%') => {
+                chars.next();
+                out.push('%');
+            }
+            Some('(') => {
+                let rest = &template[i + 2..];
+                match (rest.find(')'), params.as_object()) {
+                    (Some(close), Some(obj)) => {
+                        let name = &rest[..close];
+                        out.push_str(&obj.get(name).map(value_to_string).unwrap_or_default());
+                        // skip "(name)" and the conversion character
+                        for _ in 0..close + 2 {
+                            chars.next();
+                        }
+                        while let Some(&(_, c)) = chars.peek() {
+                            chars.next();
+                            if c.is_ascii_alphabetic() {
+                                break;
+                            }
+                        }
+                    }
+                    _ => out.push('%'),
+                }
+            }
+            Some(_) => {
+                // flags, width, precision, then the conversion letter
+                let mut spec = String::new();
+                while let Some(&(_, c)) = chars.peek() {
+                    chars.next();
+                    spec.push(c);
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+                match positional.next() {
+                    Some(v) => out.push_str(&value_to_string(v)),
+                    None => {
+                        out.push('%');
+                        out.push_str(&spec);
+                    }
+                }
+            }
+            None => out.push('%'),
+        }
+    }
+    out
+}
+
+fn has_exception(data: &Map<String, Value>) -> bool {
+    data.get("exception")
+        .and_then(|e| e.get("values"))
+        .and_then(Value::as_array)
+        .is_some_and(|v| !v.is_empty())
+}
+
+/// `exception` as a list, `{values}`, or one bare exception → `{values: [...]}`.
+fn normalize_exception(data: &mut Map<String, Value>) {
+    let Some(exc) = data.remove("exception") else { return };
+    let values = match exc {
+        Value::Array(list) => list,
+        Value::Object(mut m) => match m.remove("values") {
+            Some(Value::Array(list)) => list,
+            Some(Value::Null) | None if m.contains_key("type") || m.contains_key("value") => vec![Value::Object(m)],
+            _ => vec![],
+        },
+        _ => vec![],
+    };
+    let values: Vec<Value> = values
+        .into_iter()
+        .filter_map(|v| match v {
+            Value::Object(mut e) => {
+                for (key, limit) in [("type", max_chars::EXCEPTION_TYPE), ("value", max_chars::EXCEPTION_VALUE), ("module", max_chars::EXCEPTION_TYPE)] {
+                    match e.get(key) {
+                        None | Some(Value::Null) => {
+                            e.remove(key);
+                        }
+                        Some(v) => {
+                            let s = value_to_string(v);
+                            e.insert(key.into(), json!(truncate(&s, limit)));
+                        }
+                    }
+                }
+                if !e.contains_key("type") && !e.contains_key("value") {
+                    return None;
+                }
+                normalize_stacktrace(e.get_mut("stacktrace"));
+                normalize_stacktrace(e.get_mut("raw_stacktrace"));
+                Some(Value::Object(e))
+            }
+            _ => None,
+        })
+        .collect();
+    if !values.is_empty() {
+        data.insert("exception".into(), json!({ "values": values }));
+    }
+    normalize_stacktrace(data.get_mut("stacktrace"));
+}
+
+fn normalize_stacktrace(st: Option<&mut Value>) {
+    let Some(st) = st else { return };
+    let Some(obj) = st.as_object_mut() else {
+        *st = Value::Null;
+        return;
+    };
+    let frames = match obj.remove("frames") {
+        Some(Value::Array(f)) => f.into_iter().filter(Value::is_object).collect(),
+        _ => vec![],
+    };
+    obj.insert("frames".into(), Value::Array(frames));
+}
+
+/// `{values: [...]}` or a bare list → `{values: [...]}`.
+fn normalize_values_list(data: &mut Map<String, Value>, key: &str) {
+    let Some(v) = data.remove(key) else { return };
+    let values = match v {
+        Value::Array(list) => list,
+        Value::Object(mut m) => match m.remove("values") {
+            Some(Value::Array(list)) => list,
+            _ => vec![],
+        },
+        _ => vec![],
+    };
+    let mut values: Vec<Value> = values.into_iter().filter(Value::is_object).collect();
+    if key == "threads" {
+        for t in values.iter_mut().filter_map(Value::as_object_mut) {
+            normalize_stacktrace(t.get_mut("stacktrace"));
+        }
+    }
+    data.insert(key.into(), json!({ "values": values }));
+}
+
+/// Headers as a map, pairs, or a map of lists (PHP) → a list of pairs.
+fn normalize_request(data: &mut Map<String, Value>) {
+    let Some(Value::Object(req)) = data.get_mut("request") else {
+        data.remove("request");
+        return;
+    };
+    for key in ["headers", "env"] {
+        if let Some(h) = req.remove(key) {
+            let pairs = to_pairs(h);
+            if !pairs.is_empty() {
+                req.insert(key.into(), Value::Array(pairs));
+            }
+        }
+    }
+}
+
+fn to_pairs(v: Value) -> Vec<Value> {
+    let mut out = Vec::new();
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                match v {
+                    Value::Array(list) => {
+                        for item in list {
+                            out.push(json!([k, value_to_string(&item)]));
+                        }
+                    }
+                    Value::Null => {}
+                    other => out.push(json!([k, value_to_string(&other)])),
+                }
+            }
+        }
+        Value::Array(list) => {
+            for pair in list {
+                if let Value::Array(p) = pair {
+                    if let (Some(k), Some(v)) = (p.first(), p.get(1)) {
+                        out.push(json!([value_to_string(k), value_to_string(v)]));
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+fn normalize_user(data: &mut Map<String, Value>, ctx: &Context) {
+    let Some(Value::Object(user)) = data.get_mut("user") else {
+        data.remove("user");
+        return;
+    };
+    if let Some(id) = user.get("id") {
+        match id {
+            Value::String(_) => {}
+            Value::Number(_) | Value::Bool(_) => {
+                let s = value_to_string(id);
+                user.insert("id".into(), json!(s));
+            }
+            _ => {
+                user.remove("id");
+            }
+        }
+    }
+    if user.get("ip_address").and_then(Value::as_str) == Some("{{auto}}") {
+        match &ctx.client_ip {
+            Some(ip) => user.insert("ip_address".into(), json!(ip)),
+            None => user.remove("ip_address"),
+        };
+    }
+    if user.is_empty() {
+        data.remove("user");
+    }
+}
+
+/// Tags from the payload (map or pairs) plus the derived ones, as Sentry shows them.
+fn collect_tags(data: &mut Map<String, Value>, level: Level) -> Vec<(String, String)> {
+    let mut tags: Vec<(String, String)> = Vec::new();
+    let push = |tags: &mut Vec<(String, String)>, k: String, v: String| {
+        let k = truncate(k.trim(), max_chars::TAG_KEY);
+        let v = truncate(v.trim(), max_chars::TAG_VALUE);
+        if k.is_empty() || v.is_empty() || tags.len() >= MAX_TAGS {
+            return;
+        }
+        if let Some(existing) = tags.iter_mut().find(|(ek, _)| *ek == k) {
+            existing.1 = v;
+        } else {
+            tags.push((k, v));
+        }
+    };
+    match data.remove("tags") {
+        Some(Value::Object(m)) => {
+            for (k, v) in m {
+                if !v.is_null() {
+                    push(&mut tags, k, value_to_string(&v));
+                }
+            }
+        }
+        Some(Value::Array(list)) => {
+            for pair in list {
+                if let Value::Array(p) = pair {
+                    if let (Some(k), Some(v)) = (p.first(), p.get(1)) {
+                        if !v.is_null() {
+                            push(&mut tags, value_to_string(k), value_to_string(v));
+                        }
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    push(&mut tags, "level".into(), level.as_str().into());
+    for (key, tag) in [("environment", "environment"), ("release", "release"), ("dist", "dist"), ("logger", "logger"), ("server_name", "server_name"), ("transaction", "transaction"), ("site", "site")] {
+        if let Some(v) = data.get(key).and_then(Value::as_str) {
+            push(&mut tags, tag.into(), v.to_string());
+        }
+    }
+    if let Some(user) = data.get("user").and_then(Value::as_object) {
+        let ident = [("id", "id"), ("email", "email"), ("username", "username"), ("ip_address", "ip")]
+            .iter()
+            .find_map(|(field, prefix)| user.get(*field).and_then(Value::as_str).filter(|s| !s.is_empty()).map(|v| format!("{prefix}:{v}")));
+        if let Some(ident) = ident {
+            push(&mut tags, "user".into(), ident);
+        }
+    }
+    if let Some(url) = data.get("request").and_then(|r| r.get("url")).and_then(Value::as_str) {
+        push(&mut tags, "url".into(), url.split(['?', '#']).next().unwrap_or(url).to_string());
+    }
+    if let Some(contexts) = data.get("contexts").and_then(Value::as_object) {
+        for (ctx, tag) in [("browser", "browser"), ("os", "os"), ("runtime", "runtime"), ("device", "device")] {
+            if let Some(c) = contexts.get(ctx).and_then(Value::as_object) {
+                let name = c.get("name").and_then(Value::as_str).or_else(|| c.get("model").and_then(Value::as_str));
+                if let Some(name) = name {
+                    let version = c.get("version").and_then(Value::as_str);
+                    let v = match version {
+                        Some(ver) => format!("{name} {ver}"),
+                        None => name.to_string(),
+                    };
+                    push(&mut tags, tag.into(), v);
+                }
+            }
+        }
+    }
+    if let Some(m) = data.get("exception").and_then(|e| e.get("values")).and_then(Value::as_array).and_then(|v| v.last()).and_then(|e| e.get("mechanism")) {
+        if let Some(handled) = m.get("handled").and_then(Value::as_bool) {
+            push(&mut tags, "handled".into(), if handled { "yes" } else { "no" }.into());
+        }
+        if let Some(t) = m.get("type").and_then(Value::as_str) {
+            push(&mut tags, "mechanism".into(), t.into());
+        }
+    }
+    data.insert("tags".into(), Value::Array(tags.iter().map(|(k, v)| json!([k, v])).collect()));
+    tags
+}
+
+fn user_key(data: &Map<String, Value>) -> Option<String> {
+    let user = data.get("user")?.as_object()?;
+    ["id", "email", "username", "ip_address"]
+        .iter()
+        .find_map(|f| user.get(*f).and_then(Value::as_str).filter(|s| !s.is_empty()).map(|v| format!("{f}:{v}")))
+}
+
+fn search_text(data: &Map<String, Value>, title: &str, culprit: &str) -> String {
+    let mut parts = vec![title.to_string(), culprit.to_string()];
+    if let Some(l) = data.get("logentry") {
+        for k in ["formatted", "message"] {
+            if let Some(s) = l.get(k).and_then(Value::as_str) {
+                parts.push(s.to_string());
+            }
+        }
+    }
+    if let Some(values) = data.get("exception").and_then(|e| e.get("values")).and_then(Value::as_array) {
+        for e in values {
+            for k in ["type", "value"] {
+                if let Some(s) = e.get(k).and_then(Value::as_str) {
+                    parts.push(s.to_string());
+                }
+            }
+        }
+    }
+    let mut text = parts.join("\n");
+    text.truncate(text.floor_char_boundary(16 * 1024));
+    text
+}
+
+/// Stringifies a scalar the way a person would expect (`42`, `true`, `"x"` → `x`).
+pub fn value_to_string(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// Truncates to at most `max` characters, on a character boundary.
+pub fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => s[..i].to_string(),
+        None => s.to_string(),
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests;

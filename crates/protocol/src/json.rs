@@ -1,0 +1,134 @@
+//! Lenient JSON: Python clients send `NaN`, `Infinity` and `-Infinity`, which
+//! are not JSON; they become `null` (the number has no meaning to a tracker).
+//! Nesting is bounded so that hostile input cannot exhaust the stack, and
+//! invalid UTF-8 is replaced rather than refused: an event with one bad byte
+//! in a variable's value is still worth keeping.
+
+use serde_json::Value;
+
+/// Why a body is not acceptable JSON. The `Display` is sent to clients.
+#[derive(Debug, thiserror::Error)]
+pub enum JsonError {
+    #[error("invalid JSON: {0}")]
+    Syntax(#[from] serde_json::Error),
+    #[error("JSON nested deeper than {0} levels")]
+    TooDeep(usize),
+    #[error("empty body: expected a JSON object")]
+    Empty,
+}
+
+/// Parses a JSON value from bytes, leniently (see the module docs).
+pub fn parse_lenient(bytes: &[u8]) -> Result<Value, JsonError> {
+    let text: std::borrow::Cow<'_, str> = String::from_utf8_lossy(bytes);
+    if text.trim().is_empty() {
+        return Err(JsonError::Empty);
+    }
+    let sanitized = sanitize(&text, crate::limits::MAX_JSON_DEPTH)?;
+    let mut de = serde_json::Deserializer::from_str(sanitized.as_deref().unwrap_or(&text));
+    let value = serde::Deserialize::deserialize(&mut de)?;
+    de.end()?;
+    Ok(value)
+}
+
+/// One pass over the text outside strings: checks the depth and, only if a
+/// non-standard number occurs, returns a rewritten copy.
+fn sanitize(text: &str, max_depth: usize) -> Result<Option<String>, JsonError> {
+    let b = text.as_bytes();
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut replacements: Vec<(usize, usize)> = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if c == b'\\' {
+                escaped = true;
+            } else if c == b'"' {
+                in_string = false;
+            }
+            i += 1;
+            continue;
+        }
+        match c {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max_depth {
+                    return Err(JsonError::TooDeep(max_depth));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b'N' if b[i..].starts_with(b"NaN") => {
+                replacements.push((i, 3));
+                i += 3;
+                continue;
+            }
+            b'I' if b[i..].starts_with(b"Infinity") => {
+                replacements.push((i, 8));
+                i += 8;
+                continue;
+            }
+            b'-' if b[i..].starts_with(b"-Infinity") => {
+                replacements.push((i, 9));
+                i += 9;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if replacements.is_empty() {
+        return Ok(None);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for (at, len) in replacements {
+        out.push_str(&text[last..at]);
+        out.push_str("null");
+        last = at + len;
+    }
+    out.push_str(&text[last..]);
+    Ok(Some(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn python_numbers_become_null() {
+        let v = parse_lenient(br#"{"a": NaN, "b": [Infinity, -Infinity], "s": "NaN Infinity"}"#).unwrap();
+        assert_eq!(v, json!({"a": null, "b": [null, null], "s": "NaN Infinity"}));
+    }
+
+    #[test]
+    fn escaped_quotes_keep_string_state() {
+        let v = parse_lenient(br#"{"a": "x\"NaN", "b": NaN}"#).unwrap();
+        assert_eq!(v, json!({"a": "x\"NaN", "b": null}));
+    }
+
+    #[test]
+    fn depth_is_bounded() {
+        let deep = "[".repeat(100_000) + &"]".repeat(100_000);
+        assert!(matches!(parse_lenient(deep.as_bytes()), Err(JsonError::TooDeep(_))));
+        let ok = "[".repeat(50) + &"]".repeat(50);
+        assert!(parse_lenient(ok.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn bad_utf8_is_replaced() {
+        let v = parse_lenient(b"{\"a\": \"caf\xe9\"}").unwrap();
+        assert_eq!(v["a"], "caf\u{fffd}");
+    }
+
+    #[test]
+    fn errors() {
+        assert!(matches!(parse_lenient(b"  "), Err(JsonError::Empty)));
+        assert!(matches!(parse_lenient(b"{\"a\":"), Err(JsonError::Syntax(_))));
+        assert!(matches!(parse_lenient(b"{} {}"), Err(JsonError::Syntax(_))));
+    }
+}

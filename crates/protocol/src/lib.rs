@@ -1,0 +1,75 @@
+//! The Sentry wire protocol as Picket receives it: pure functions, no I/O.
+//!
+//! Everything here parses bytes that came from the internet, so every
+//! function bounds its work and returns an error instead of panicking.
+//!
+//! - [`dsn`]: DSNs (`http://KEY@host/42`) and building them.
+//! - [`auth`]: the `X-Sentry-Auth` / `Authorization: Sentry` / query forms.
+//! - [`decompress`]: `Content-Encoding` bodies with an output limit (bomb guard).
+//! - [`json`]: lenient JSON (Python's `NaN`/`Infinity`) with a depth bound.
+//! - [`envelope`]: the envelope format, items with and without `length`.
+//! - [`store`]: `/store/` bodies (JSON, base64, base64+zlib).
+//! - [`security`]: browser CSP reports turned into event payloads.
+//!
+//! ```
+//! let env = picket_protocol::envelope::Envelope::parse(
+//!     b"{\"event_id\":\"9ec79c33ec9942ab8353589fcb2e04dc\"}\n{\"type\":\"event\"}\n{\"message\":\"hi\"}\n",
+//! ).unwrap();
+//! assert_eq!(env.items.len(), 1);
+//! assert_eq!(env.items[0].item_type(), "event");
+//! ```
+
+pub mod auth;
+pub mod decompress;
+pub mod dsn;
+pub mod envelope;
+pub mod json;
+pub mod security;
+pub mod store;
+
+/// Size limits, as Relay's defaults (bytes).
+pub mod limits {
+    /// An event, transaction or feedback payload after decompression.
+    pub const MAX_EVENT_SIZE: usize = 1024 * 1024;
+    /// A request body as it arrives (compressed).
+    pub const MAX_ENVELOPE_COMPRESSED: usize = 20 * 1024 * 1024;
+    /// An envelope after decompression.
+    pub const MAX_ENVELOPE_SIZE: usize = 100 * 1024 * 1024;
+    /// One attachment, and all attachments of one envelope together.
+    pub const MAX_ATTACHMENT_SIZE: usize = 100 * 1024 * 1024;
+    /// A check-in item.
+    pub const MAX_CHECK_IN_SIZE: usize = 100 * 1024;
+    /// Sessions per envelope (items) and aggregates per `sessions` item.
+    pub const MAX_SESSIONS: usize = 100;
+    /// One envelope or item header line.
+    pub const MAX_HEADER_SIZE: usize = 64 * 1024;
+    /// How deep JSON may nest before it is refused.
+    pub const MAX_JSON_DEPTH: usize = 100;
+    /// A CSP report body.
+    pub const MAX_SECURITY_REPORT_SIZE: usize = 64 * 1024;
+}
+
+/// Normalizes an event id: 32 hex digits, or a dashed UUID, to lowercase simple hex.
+pub fn parse_event_id(s: &str) -> Option<String> {
+    let u = uuid::Uuid::try_parse(s.trim()).ok()?;
+    Some(u.simple().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_ids() {
+        assert_eq!(
+            parse_event_id("9EC79C33-EC99-42AB-8353-589FCB2E04DC").as_deref(),
+            Some("9ec79c33ec9942ab8353589fcb2e04dc")
+        );
+        assert_eq!(
+            parse_event_id("9ec79c33ec9942ab8353589fcb2e04dc").as_deref(),
+            Some("9ec79c33ec9942ab8353589fcb2e04dc")
+        );
+        assert_eq!(parse_event_id("nope"), None);
+        assert_eq!(parse_event_id(""), None);
+    }
+}
