@@ -19,6 +19,7 @@
 pub mod grouping;
 pub mod message;
 pub mod normalize;
+pub mod process;
 pub mod title;
 
 pub use normalize::{Level, NormalizedEvent};

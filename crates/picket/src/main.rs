@@ -1,1 +1,24 @@
-fn main(){}
+//! `picket`: a self-hosted error tracker for the Sentry SDKs.
+//!
+//! The workspace, one crate per stage of an event's life:
+//! - `picket-protocol`: the wire format (DSN, auth, envelopes, bodies). No I/O.
+//! - `picket-core`: normalization, titles, grouping, processing of envelopes. No I/O.
+//! - `picket-store`: SQLite storage, the durable queue, digest application, queries.
+//! - `picket-server`: HTTP ingest, the `/api/0/` API, the digest worker.
+//! - `picket` (this crate): the command line and configuration.
+
+mod cli;
+mod config;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match cli::run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // The whole chain, once, lowercase: "what failed: why".
+            eprintln!("picket: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

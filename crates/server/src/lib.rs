@@ -1,1 +1,86 @@
+//! Picket's HTTP side: the ingest endpoints SDKs talk to, the `/api/0/` web
+//! API, health checks, and the digest worker that moves events from the
+//! durable queue into issues.
+//!
+//! - [`ingest`]: `/api/{id}/envelope/`, `/api/{id}/store/`, `/api/store/`, `/api/{id}/security/`.
+//! - [`api`]: the Sentry-shaped web API under `/api/0/`.
+//! - [`worker`]: the digest loop.
+//! - [`error`]: one error type mapped to HTTP answers in one place.
+//!
+//! Build the router with [`app`] and serve it; tests drive it the same way.
 
+use std::sync::atomic::AtomicI64;
+use std::sync::Arc;
+
+use axum::Router;
+use picket_store::Store;
+
+pub mod api;
+pub mod error;
+pub mod ingest;
+mod ratelimit;
+pub mod worker;
+
+/// Settings the HTTP side needs (the binary fills them from its configuration).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Public base URL, used in DSNs and links (`http://127.0.0.1:9000`).
+    pub url_prefix: String,
+    /// Answer 429 when more envelopes than this wait in the queue.
+    pub max_queue: i64,
+    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+    /// Envelopes digested per transaction.
+    pub digest_batch: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { url_prefix: "http://127.0.0.1:9000".into(), max_queue: 100_000, trust_forwarded_for: false, digest_batch: 256 }
+    }
+}
+
+/// Shared state of the server.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub settings: Arc<Settings>,
+    /// Envelopes waiting in the queue (kept in memory; seeded from the database).
+    pub queue_len: Arc<AtomicI64>,
+    /// Wakes the digest worker when something was queued.
+    pub queued: Arc<tokio::sync::Notify>,
+    limiter: Arc<ratelimit::Limiter>,
+}
+
+impl AppState {
+    /// Creates the state; counts what is already queued.
+    pub fn new(store: Store, settings: Settings) -> picket_store::Result<AppState> {
+        let waiting = store.read(picket_store::queue::len)?;
+        Ok(AppState {
+            store,
+            settings: Arc::new(settings),
+            queue_len: Arc::new(AtomicI64::new(waiting)),
+            queued: Arc::new(tokio::sync::Notify::new()),
+            limiter: Arc::new(ratelimit::Limiter::default()),
+        })
+    }
+}
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .merge(ingest::router())
+        .merge(api::router())
+        .route("/_health", axum::routing::get(health))
+        .route("/_health/", axum::routing::get(health))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match state.store.read_async(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?)).await {
+        Ok(_) => (axum::http::StatusCode::OK, "ok\n").into_response(),
+        Err(e) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("database unavailable: {e}\n")).into_response(),
+    }
+}

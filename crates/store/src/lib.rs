@@ -1,1 +1,274 @@
+//! Storage for Picket: accounts, the durable ingest queue, events, issues and
+//! their counters. The back end is SQLite in WAL mode: one writer thread that
+//! commits jobs in groups (one transaction, one savepoint per job, so a failing
+//! job rolls back alone) and a small pool of reader connections.
+//!
+//! Every write goes through [`Store::write`]; every read through [`Store::read`].
+//! The domain operations live in the modules below and are plain functions of
+//! a connection, so that a PostgreSQL back end can later provide the same
+//! operations behind one trait (see `docs/scaling.md`).
+//!
+//! - [`schema`]: migrations.
+//! - [`accounts`]: users, organizations, projects, keys, API tokens.
+//! - [`queue`]: the durable queue between ingest and digest.
+//! - [`digest`]: applying a processed batch (events, issues, counters) atomically.
+//! - [`query`]: reads for the API (issues with search, events, tags).
 
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+
+use rusqlite::Connection;
+
+pub mod accounts;
+pub mod digest;
+pub mod query;
+pub mod queue;
+pub mod schema;
+
+/// Re-exported for callers that run their own queries in [`Store::read`].
+pub use rusqlite;
+
+/// A storage error. The message says what failed and, where it can, what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0} already exists")]
+    Conflict(String),
+    #[error("the database writer has stopped; restart picket")]
+    WriterGone,
+    #[error("cannot open database '{path}': {source}")]
+    Open { path: PathBuf, source: rusqlite::Error },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// How hard the database syncs to disk on commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Survives a process crash and a power loss (fsync on every group commit).
+    #[default]
+    Full,
+    /// Survives a process crash; a power loss may lose the last commits.
+    Normal,
+}
+
+type Completion = Box<dyn FnOnce(Result<()>) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
+
+/// The handle to the database, cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    readers: Mutex<Vec<Connection>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// Most jobs committed in one transaction.
+const MAX_GROUP: usize = 512;
+const MAX_IDLE_READERS: usize = 8;
+
+impl Store {
+    /// Opens (creating and migrating if needed) the database at `path`.
+    pub fn open(path: &Path, durability: Durability) -> Result<Store> {
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(|e| StoreError::Invalid(format!("cannot create data directory '{}': {e}", dir.display())))?;
+            }
+        }
+        let mut conn = open_connection(path)?;
+        conn.pragma_update(None, "synchronous", match durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        })?;
+        schema::migrate(&mut conn)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        let handle = std::thread::Builder::new()
+            .name("picket-db-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(|e| StoreError::Invalid(format!("cannot start the database writer thread: {e}")))?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                jobs: Mutex::new(Some(tx)),
+                readers: Mutex::new(Vec::new()),
+                writer: Mutex::new(Some(handle)),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` in the writer's transaction; resolves after the commit.
+    pub fn write<T, F>(&self, f: F) -> impl std::future::Future<Output = Result<T>> + Send + 'static
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel::<Result<T>>();
+        let job: Job = Box::new(move |conn: &Connection| {
+            let outcome = run_in_savepoint(conn, f);
+            Box::new(move |commit: Result<()>| {
+                let _ = tx.send(commit.and(outcome));
+            })
+        });
+        let sent = self.inner.jobs.lock().expect("jobs lock").as_ref().map(|s| s.send(job).is_ok()).unwrap_or(false);
+        async move {
+            if !sent {
+                return Err(StoreError::WriterGone);
+            }
+            rx.await.unwrap_or(Err(StoreError::WriterGone))
+        }
+    }
+
+    /// [`Store::write`] for code outside an async runtime (the CLI).
+    pub fn write_blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let fut = self.write(f);
+        futures_lite_block_on(fut)
+    }
+
+    /// Runs `f` on a reader connection (blocking; call from `spawn_blocking` in async code).
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = match self.inner.readers.lock().expect("readers lock").pop() {
+            Some(c) => c,
+            None => {
+                let c = open_connection(&self.inner.path)?;
+                c.pragma_update(None, "query_only", true)?;
+                c
+            }
+        };
+        let result = f(&conn);
+        let mut readers = self.inner.readers.lock().expect("readers lock");
+        if readers.len() < MAX_IDLE_READERS {
+            readers.push(conn);
+        }
+        result
+    }
+
+    /// Runs `f` on a reader connection from async code.
+    pub async fn read_async<T: Send + 'static>(&self, f: impl FnOnce(&Connection) -> Result<T> + Send + 'static) -> Result<T> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.read(f)).await.unwrap_or_else(|e| Err(StoreError::Invalid(format!("read task failed: {e}"))))
+    }
+
+    /// Stops the writer after the jobs already sent, and waits for it.
+    pub fn close(&self) {
+        self.inner.jobs.lock().expect("jobs lock").take();
+        if let Some(h) = self.inner.writer.lock().expect("writer lock").take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn run_in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    conn.execute_batch("SAVEPOINT job")?;
+    match f(conn) {
+        Ok(v) => {
+            conn.execute_batch("RELEASE job")?;
+            Ok(v)
+        }
+        Err(e) => {
+            conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            Err(e)
+        }
+    }
+}
+
+/// The writer: takes every job that is waiting (up to [`MAX_GROUP`]), runs them
+/// in one transaction, commits once, then tells each job how the commit went.
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let began = conn.execute_batch("BEGIN IMMEDIATE");
+        if let Err(e) = began {
+            let msg = e.to_string();
+            for job in jobs {
+                // Run nothing; report the failure to each caller.
+                let _ = job;
+                tracing::error!(error = %msg, "cannot begin a write transaction");
+            }
+            continue;
+        }
+        let completions: Vec<Completion> = jobs.into_iter().map(|job| job(&conn)).collect();
+        let commit = conn.execute_batch("COMMIT").map_err(StoreError::from);
+        if commit.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for c in completions {
+            c(match &commit {
+                Ok(()) => Ok(()),
+                Err(e) => Err(StoreError::Invalid(format!("commit failed: {e}"))),
+            });
+        }
+    }
+}
+
+fn open_connection(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path).map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    conn.pragma_update(None, "cache_size", -16000)?;
+    Ok(conn)
+}
+
+/// Minimal executor for the CLI: the writer resolves the future from another thread.
+fn futures_lite_block_on<F: std::future::Future>(fut: F) -> F::Output {
+    use std::task::{Context, Poll, Wake, Waker};
+    struct ThreadWaker(std::thread::Thread);
+    impl Wake for ThreadWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        match fut.as_mut().poll(&mut cx) {
+            Poll::Ready(v) => return v,
+            Poll::Pending => std::thread::park(),
+        }
+    }
+}
+
+/// Compresses stored blobs (events, queued envelopes).
+pub fn compress(data: &[u8]) -> Vec<u8> {
+    zstd::bulk::compress(data, 1).expect("zstd compression of an in-memory buffer")
+}
+
+/// Decompresses a stored blob.
+pub fn decompress(data: &[u8]) -> Result<Vec<u8>> {
+    zstd::stream::decode_all(data).map_err(|e| StoreError::Invalid(format!("corrupt stored blob: {e}")))
+}
+
+/// Current time as Unix seconds.
+pub fn now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,340 @@
+//! The command line. Admin commands open the same database as the server and
+//! work while it runs (SQLite allows one writer at a time and waits for it).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Parser, Subcommand};
+use picket_store::{accounts, Store};
+
+use crate::config::Config;
+
+#[derive(Parser)]
+#[command(name = "picket", version, about = "A self-hosted error tracker for the Sentry SDKs")]
+struct Cli {
+    /// Configuration file (default: ./picket.toml if it exists).
+    #[arg(long, global = true, env = "PICKET_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the server (ingest, API, digest worker).
+    Serve,
+    /// Create a user, or set the password of an existing one.
+    Createuser {
+        #[arg(long)]
+        email: String,
+        /// The password (prefer PICKET_PASSWORD, which stays out of shell history).
+        #[arg(long, env = "PICKET_PASSWORD", hide_env_values = true)]
+        password: String,
+        /// Give the user every permission everywhere.
+        #[arg(long)]
+        superuser: bool,
+    },
+    /// Organizations.
+    Org {
+        #[command(subcommand)]
+        command: OrgCommand,
+    },
+    /// Projects.
+    Project {
+        #[command(subcommand)]
+        command: ProjectCommand,
+    },
+    /// API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Check the configuration and the database, and say what is wrong.
+    Check,
+}
+
+#[derive(Subcommand)]
+enum OrgCommand {
+    /// Create an organization.
+    Create {
+        slug: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Add a user to an organization (or change their role).
+    AddMember {
+        slug: String,
+        #[arg(long)]
+        email: String,
+        /// member, admin or owner.
+        #[arg(long, default_value = "member")]
+        role: String,
+    },
+    /// List organizations.
+    List,
+}
+
+#[derive(Subcommand)]
+enum ProjectCommand {
+    /// Create a project; prints its DSN as the last line.
+    Create {
+        /// ORG/SLUG
+        path: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        platform: Option<String>,
+    },
+    /// Add a DSN key to a project; prints the DSN as the last line. With
+    /// --public-key, keeps a key from another Sentry server so SDKs need no change.
+    AddKey {
+        /// ORG/SLUG
+        path: String,
+        /// 32 hex digits (a dashed UUID is accepted); random if absent.
+        #[arg(long)]
+        public_key: Option<String>,
+        #[arg(long, default_value = "Default")]
+        label: String,
+    },
+    /// Print the DSNs of a project's keys.
+    Dsn {
+        /// ORG/SLUG
+        path: String,
+    },
+    /// Limit how many events a project's keys accept (COUNT per WINDOW seconds); 0 removes the limit.
+    RateLimit {
+        /// ORG/SLUG
+        path: String,
+        #[arg(long)]
+        count: i64,
+        #[arg(long, default_value_t = 60)]
+        window: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create an API token for a user; prints it as the last line (it is shown only once).
+    Create {
+        #[arg(long)]
+        email: String,
+    },
+}
+
+pub fn run() -> Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref())?;
+    init_tracing(&config)?;
+    match cli.command {
+        Command::Serve => serve(config),
+        Command::Createuser { email, password, superuser } => {
+            if password.len() < 8 {
+                bail!("password too short: use at least 8 characters");
+            }
+            let store = open_store(&config)?;
+            let hash = accounts::hash_password(&password)?;
+            let (user, created) = store.write_blocking(move |c| accounts::upsert_user(c, &email, &hash, superuser))?;
+            println!("{} user {}{}", if created { "created" } else { "updated" }, user.email, if user.is_superuser { " (superuser)" } else { "" });
+            Ok(())
+        }
+        Command::Org { command: OrgCommand::Create { slug, name } } => {
+            let store = open_store(&config)?;
+            let name = name.unwrap_or_else(|| slug.clone());
+            let org = store.write_blocking(move |c| accounts::create_org(c, &slug, &name))?;
+            println!("created organization {} ({})", org.slug, org.name);
+            Ok(())
+        }
+        Command::Org { command: OrgCommand::AddMember { slug, email, role } } => {
+            let store = open_store(&config)?;
+            let r = role.clone();
+            store.write_blocking(move |c| {
+                let org = accounts::org_by_slug(c, &slug)?;
+                let user = accounts::user_by_email(c, &email)?;
+                accounts::set_member(c, org.id, user.id, &r)
+            })?;
+            println!("added with role {role}");
+            Ok(())
+        }
+        Command::Org { command: OrgCommand::List } => {
+            let store = open_store(&config)?;
+            for org in store.read(accounts::list_orgs)? {
+                println!("{}\t{}", org.slug, org.name);
+            }
+            Ok(())
+        }
+        Command::Project { command: ProjectCommand::Create { path, name, platform } } => {
+            let (org, slug) = split_project_path(&path)?;
+            let store = open_store(&config)?;
+            let name = name.unwrap_or_else(|| slug.clone());
+            let (project, key) = store.write_blocking(move |c| accounts::create_project(c, &org, &slug, &name, platform.as_deref()))?;
+            eprintln!("created project {}/{} (id {})", project.org_slug, project.slug, project.id);
+            println!("{}", picket_protocol::dsn::build_dsn(&config.public_url(), &key.public_key, project.id));
+            Ok(())
+        }
+        Command::Project { command: ProjectCommand::AddKey { path, public_key, label } } => {
+            let (org, slug) = split_project_path(&path)?;
+            let store = open_store(&config)?;
+            let key = store.write_blocking(move |c| {
+                let p = accounts::project_by_slug(c, &org, &slug)?;
+                match public_key {
+                    Some(k) => accounts::import_key(c, p.id, &k, &label),
+                    None => accounts::create_key(c, p.id, &label),
+                }
+            })?;
+            println!("{}", picket_protocol::dsn::build_dsn(&config.public_url(), &key.public_key, key.project_id));
+            Ok(())
+        }
+        Command::Project { command: ProjectCommand::Dsn { path } } => {
+            let (org, slug) = split_project_path(&path)?;
+            let store = open_store(&config)?;
+            let keys = store.read(|c| {
+                let p = accounts::project_by_slug(c, &org, &slug)?;
+                accounts::keys_for_project(c, p.id)
+            })?;
+            for k in keys {
+                println!("{}", picket_protocol::dsn::build_dsn(&config.public_url(), &k.public_key, k.project_id));
+            }
+            Ok(())
+        }
+        Command::Project { command: ProjectCommand::RateLimit { path, count, window } } => {
+            let (org, slug) = split_project_path(&path)?;
+            if count < 0 || window <= 0 {
+                bail!("invalid rate limit: --count must be 0 or more and --window more than 0");
+            }
+            let store = open_store(&config)?;
+            store.write_blocking(move |c| {
+                let p = accounts::project_by_slug(c, &org, &slug)?;
+                for k in accounts::keys_for_project(c, p.id)? {
+                    accounts::set_key_rate_limit(c, k.id, (count > 0).then_some((count, window)))?;
+                }
+                Ok(())
+            })?;
+            println!("{}", if count > 0 { format!("limited to {count} events per {window}s per key") } else { "rate limit removed".into() });
+            Ok(())
+        }
+        Command::Token { command: TokenCommand::Create { email } } => {
+            let store = open_store(&config)?;
+            let token = store.write_blocking(move |c| {
+                let user = accounts::user_by_email(c, &email)?;
+                accounts::create_token(c, user.id)
+            })?;
+            eprintln!("new API token (shown only once; use it as 'Authorization: Bearer <token>'):");
+            println!("{token}");
+            Ok(())
+        }
+        Command::Check => check(&config),
+    }
+}
+
+fn split_project_path(path: &str) -> Result<(String, String)> {
+    match path.split_once('/') {
+        Some((org, slug)) if !org.is_empty() && !slug.is_empty() && !slug.contains('/') => Ok((org.to_string(), slug.to_string())),
+        _ => bail!("invalid project '{path}': expected ORG/SLUG, e.g. acme/web"),
+    }
+}
+
+fn open_store(config: &Config) -> Result<Store> {
+    let path = config.database_path()?;
+    Store::open(&path, config.durability).with_context(|| format!("cannot open the database '{}'", path.display()))
+}
+
+fn init_tracing(config: &Config) -> Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(&config.log_level).with_context(|| format!("invalid log level '{}'", config.log_level))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if config.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+    Ok(())
+}
+
+fn check(config: &Config) -> Result<()> {
+    let path = config.database_path()?;
+    println!("configuration: ok (bind {}, public URL {})", config.bind, config.public_url());
+    let store = open_store(config)?;
+    let (current, latest) = store.read(picket_store::schema::versions)?;
+    let integrity: String = store.read(|c| Ok(c.query_row("PRAGMA quick_check", [], |r| r.get(0))?))?;
+    if integrity != "ok" {
+        bail!("database '{}' failed its integrity check: {integrity}; restore it from a backup", path.display());
+    }
+    let users = store.read(accounts::count_users)?;
+    let queued = store.read(picket_store::queue::len)?;
+    println!("database: ok ({}, schema version {current} of {latest}, {users} users, {queued} envelopes waiting)", path.display());
+    if users == 0 {
+        println!("note: no users yet; create one with: picket createuser --email you@example.com --password ... --superuser");
+    }
+    std::net::TcpListener::bind(&config.bind)
+        .map(|_| println!("bind address {}: free", config.bind))
+        .unwrap_or_else(|e| println!("bind address {}: not free ({e}); is picket already running?", config.bind));
+    store.close();
+    Ok(())
+}
+
+fn serve(config: Config) -> Result<()> {
+    let started = std::time::Instant::now();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let store = open_store(&config)?;
+        let settings = picket_server::Settings {
+            url_prefix: config.public_url(),
+            max_queue: config.ingest.max_queue,
+            trust_forwarded_for: config.ingest.trust_forwarded_for,
+            digest_batch: config.digest.batch_size,
+        };
+        let state = picket_server::AppState::new(store.clone(), settings)?;
+        let listener = tokio::net::TcpListener::bind(&config.bind)
+            .await
+            .with_context(|| format!("cannot listen on {}; is another picket running? (set bind or PICKET_BIND)", config.bind))?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let worker = tokio::spawn(picket_server::worker::run(state.clone(), stop_rx));
+        let app = picket_server::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+        tracing::info!(bind = %config.bind, database = %store.path().display(), startup_ms = started.elapsed().as_millis() as u64, "picket is serving");
+        print_first_start_help(&store, &config);
+        axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("server failed")?;
+        tracing::info!("shutting down: finishing the digest batch in hand");
+        let _ = stop_tx.send(true);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), worker).await;
+        store.close();
+        Ok(())
+    })
+}
+
+fn print_first_start_help(store: &Store, config: &Config) {
+    let users = store.read(accounts::count_users).unwrap_or(0);
+    let orgs = store.read(accounts::list_orgs).map(|o| o.len()).unwrap_or(0);
+    if users > 0 && orgs > 0 {
+        return;
+    }
+    let url = config.public_url();
+    eprintln!(
+        "\nPicket is running at {url} with its data in {dir}.\n\
+         To get a DSN for your SDK, in another terminal:\n\
+         \n  picket createuser --email you@example.com --password 'a long password' --superuser\n\
+         \x20 picket org create acme\n\
+         \x20 picket project create acme/web --platform python      # prints the DSN\n\
+         \x20 picket token create --email you@example.com           # prints an API token\n\
+         \nThen: curl -H 'Authorization: Bearer <token>' {url}/api/0/projects/acme/web/issues/\n",
+        dir = config.data_dir.display()
+    );
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

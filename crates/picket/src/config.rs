@@ -1,0 +1,217 @@
+//! Configuration: built-in defaults, then a TOML file, then `PICKET_*`
+//! environment variables (each overriding the one before). Every option is
+//! documented in `docs/configuration.md`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _, Result};
+use picket_store::Durability;
+use serde::Deserialize;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub bind: String,
+    /// Where Picket keeps its data (the SQLite database by default).
+    pub data_dir: PathBuf,
+    /// `sqlite:PATH`; empty means `sqlite:{data_dir}/picket.sqlite3`.
+    pub database_url: String,
+    /// Public base URL, used to build DSNs and links.
+    pub url_prefix: String,
+    /// `full` (fsync on every group commit) or `normal` (survives crashes, not power loss).
+    pub durability: Durability,
+    /// Log format: `text` or `json`.
+    pub log_format: String,
+    /// Log filter, e.g. `info` or `picket=debug,tower_http=info`.
+    pub log_level: String,
+    pub ingest: IngestConfig,
+    pub digest: DigestConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Answer 429 when more envelopes than this wait to be digested.
+    pub max_queue: i64,
+    /// Take client addresses from `X-Forwarded-For` (only behind a proxy you trust).
+    pub trust_forwarded_for: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DigestConfig {
+    /// Envelopes digested per transaction.
+    pub batch_size: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: "127.0.0.1:9000".into(),
+            data_dir: PathBuf::from("./picket-data"),
+            database_url: String::new(),
+            url_prefix: String::new(),
+            durability: Durability::Full,
+            log_format: "text".into(),
+            log_level: "info".into(),
+            ingest: IngestConfig::default(),
+            digest: DigestConfig::default(),
+        }
+    }
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig { max_queue: 100_000, trust_forwarded_for: false }
+    }
+}
+
+impl Default for DigestConfig {
+    fn default() -> Self {
+        DigestConfig { batch_size: 256 }
+    }
+}
+
+impl Config {
+    /// Loads the configuration: `path` if given (it must exist), else
+    /// `picket.toml` if present, then the environment.
+    pub fn load(path: Option<&Path>) -> Result<Config> {
+        let file = match path {
+            Some(p) => Some(p.to_path_buf()),
+            None => Some(PathBuf::from("picket.toml")).filter(|p| p.exists()),
+        };
+        let mut config = match &file {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).with_context(|| format!("cannot read configuration file '{}'", p.display()))?;
+                toml::from_str(&text).with_context(|| format!("invalid configuration file '{}'", p.display()))?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(|k| std::env::var(k).ok())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Applies `PICKET_*` variables (read through `get`, for tests).
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<()> {
+        let parse_bool = |k: &str, v: String| -> Result<bool> {
+            match v.to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => Ok(true),
+                "0" | "false" | "no" | "off" => Ok(false),
+                _ => bail!("invalid {k}='{v}': use true or false"),
+            }
+        };
+        if let Some(v) = get("PICKET_BIND") {
+            self.bind = v;
+        }
+        if let Some(v) = get("PICKET_DATA_DIR") {
+            self.data_dir = v.into();
+        }
+        if let Some(v) = get("PICKET_DATABASE_URL") {
+            self.database_url = v;
+        }
+        if let Some(v) = get("PICKET_URL_PREFIX") {
+            self.url_prefix = v;
+        }
+        if let Some(v) = get("PICKET_DURABILITY") {
+            self.durability = match v.as_str() {
+                "full" => Durability::Full,
+                "normal" => Durability::Normal,
+                _ => bail!("invalid PICKET_DURABILITY='{v}': use full or normal"),
+            };
+        }
+        if let Some(v) = get("PICKET_LOG_FORMAT") {
+            self.log_format = v;
+        }
+        if let Some(v) = get("PICKET_LOG") {
+            self.log_level = v;
+        }
+        if let Some(v) = get("PICKET_MAX_QUEUE") {
+            self.ingest.max_queue = v.parse().with_context(|| format!("invalid PICKET_MAX_QUEUE='{v}': expected a number"))?;
+        }
+        if let Some(v) = get("PICKET_TRUST_FORWARDED_FOR") {
+            self.ingest.trust_forwarded_for = parse_bool("PICKET_TRUST_FORWARDED_FOR", v)?;
+        }
+        if let Some(v) = get("PICKET_DIGEST_BATCH_SIZE") {
+            self.digest.batch_size = v.parse().with_context(|| format!("invalid PICKET_DIGEST_BATCH_SIZE='{v}': expected a number"))?;
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<()> {
+        self.bind.parse::<std::net::SocketAddr>().with_context(|| format!("invalid bind address '{}': expected IP:PORT, e.g. 127.0.0.1:9000", self.bind))?;
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            bail!("invalid log_format '{}': use text or json", self.log_format);
+        }
+        if self.digest.batch_size == 0 || self.digest.batch_size > 10_000 {
+            bail!("invalid digest.batch_size {}: use 1 to 10000", self.digest.batch_size);
+        }
+        self.database_path()?;
+        Ok(())
+    }
+
+    /// The SQLite database file.
+    pub fn database_path(&self) -> Result<PathBuf> {
+        let url = self.database_url.trim();
+        if url.is_empty() {
+            return Ok(self.data_dir.join("picket.sqlite3"));
+        }
+        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            if path.is_empty() {
+                bail!("invalid database_url '{url}': give a file, e.g. sqlite:./picket-data/picket.sqlite3");
+            }
+            return Ok(PathBuf::from(path));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            bail!("database_url '{url}': PostgreSQL is not supported by this version of Picket yet; use sqlite:PATH (or leave it empty for the default)");
+        }
+        bail!("invalid database_url '{url}': expected sqlite:PATH")
+    }
+
+    /// The public URL: `url_prefix`, else derived from `bind`.
+    pub fn public_url(&self) -> String {
+        if !self.url_prefix.trim().is_empty() {
+            return self.url_prefix.trim().trim_end_matches('/').to_string();
+        }
+        let bind = self.bind.replace("0.0.0.0", "127.0.0.1").replace("[::]", "[::1]");
+        format!("http://{bind}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn env_overrides_file() {
+        let mut c: Config = toml::from_str("bind = \"0.0.0.0:8000\"\n[ingest]\nmax_queue = 5\n").unwrap();
+        let env: HashMap<&str, &str> = [("PICKET_BIND", "127.0.0.1:9100"), ("PICKET_URL_PREFIX", "https://errors.example.com/")].into();
+        c.apply_env(|k| env.get(k).map(|s| s.to_string())).unwrap();
+        assert_eq!(c.bind, "127.0.0.1:9100");
+        assert_eq!(c.ingest.max_queue, 5);
+        assert_eq!(c.public_url(), "https://errors.example.com");
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn database_urls() {
+        let mut c = Config::default();
+        assert_eq!(c.database_path().unwrap(), PathBuf::from("./picket-data/picket.sqlite3"));
+        c.database_url = "sqlite:/tmp/x.db".into();
+        assert_eq!(c.database_path().unwrap(), PathBuf::from("/tmp/x.db"));
+        c.database_url = "postgres://localhost/picket".into();
+        assert!(c.database_path().unwrap_err().to_string().contains("not supported"));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(toml::from_str::<Config>("bnd = \"x\"").is_err());
+        let mut c = Config::default();
+        assert!(c.apply_env(|k| (k == "PICKET_MAX_QUEUE").then(|| "lots".to_string())).is_err());
+        c.bind = "nonsense".into();
+        assert!(c.validate().is_err());
+    }
+}

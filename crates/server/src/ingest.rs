@@ -1,0 +1,371 @@
+//! The ingest endpoints. Each request is authenticated by its DSN key,
+//! decompressed under a hard limit, split and checked item by item, and
+//! queued durably; the answer (`200 {"id": ...}`) is sent only after the
+//! queue row is committed. Digest happens later, in the worker.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, post};
+use axum::Router;
+use http_body_util::BodyExt;
+use picket_protocol::auth::{self, ClientAuth};
+use picket_protocol::envelope::Envelope;
+use picket_protocol::limits::*;
+use picket_protocol::{decompress, json, security};
+use picket_store::accounts::{self, ProjectKey};
+use picket_store::queue::{QueueMeta, QueuedEnvelope};
+use serde_json::{json, Value};
+use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer, ExposeHeaders};
+
+use crate::error::ApiError;
+use crate::AppState;
+
+/// The ingest routes, with CORS for browsers on all of them (errors included).
+pub fn router() -> Router<AppState> {
+    let mut r = Router::new();
+    for (path, handler) in [
+        ("/api/{project_id}/envelope", post(envelope) as axum::routing::MethodRouter<AppState>),
+        ("/api/{project_id}/store", any(store)),
+        ("/api/{project_id}/security", post(security_report)),
+        ("/api/{project_id}/csp-report", post(security_report)),
+    ] {
+        r = r.route(path, handler.clone()).route(&format!("{path}/"), handler);
+    }
+    r = r.route("/api/store", any(store_without_project)).route("/api/store/", any(store_without_project));
+    r.layer(cors()).layer(axum::extract::DefaultBodyLimit::disable())
+}
+
+fn cors() -> CorsLayer {
+    let h = |s: &'static str| header::HeaderName::from_static(s);
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::any())
+        .allow_methods(AllowMethods::list([Method::GET, Method::POST, Method::OPTIONS]))
+        .allow_headers(AllowHeaders::list([
+            h("x-sentry-auth"), h("x-requested-with"), h("x-forwarded-for"), h("origin"), h("referer"), h("accept"),
+            h("content-type"), h("authentication"), h("authorization"), h("content-encoding"), h("transfer-encoding"),
+            h("sentry-trace"), h("baggage"),
+        ]))
+        .expose_headers(ExposeHeaders::list([h("x-sentry-error"), h("x-sentry-rate-limits"), h("retry-after")]))
+        .max_age(std::time::Duration::from_secs(3600))
+}
+
+/// What every ingest request carries besides its body.
+struct RequestInfo {
+    headers: HeaderMap,
+    query: String,
+    client_ip: Option<String>,
+}
+
+fn request_info(req: &Request, trust_forwarded_for: bool) -> RequestInfo {
+    let headers = req.headers().clone();
+    let forwarded = trust_forwarded_for
+        .then(|| headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()).and_then(|v| v.split(',').next()).map(|s| s.trim().to_string()))
+        .flatten();
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+    RequestInfo { query: req.uri().query().unwrap_or_default().to_string(), client_ip: forwarded.or(peer), headers }
+}
+
+/// Reads the body up to `limit` bytes as they arrive; more is a 413 before
+/// the rest is read.
+async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let mut body = body;
+    let mut buf = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::bad_request(format!("cannot read request body: {e}")))?;
+        if let Some(data) = frame.data_ref() {
+            if buf.len() + data.len() > limit {
+                return Err(ApiError::too_large(format!("request body exceeds {limit} bytes")));
+            }
+            buf.extend_from_slice(data);
+        }
+    }
+    Ok(buf)
+}
+
+fn decode_body(headers: &HeaderMap, body: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
+    let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("");
+    decompress::decode(encoding, body, limit).map_err(|e| match e {
+        decompress::DecodeError::TooLarge { limit } => ApiError::too_large(format!("body exceeds {limit} bytes after decompression")),
+        other => ApiError::bad_request(other.to_string()),
+    })
+}
+
+/// Collects the auth from every place it may be; different keys are refused.
+fn client_auth(info: &RequestInfo, envelope_dsn: Option<&str>) -> Result<ClientAuth, ApiError> {
+    let mut found = Vec::new();
+    for name in ["x-sentry-auth", "authorization"] {
+        if let Some(v) = info.headers.get(name).and_then(|v| v.to_str().ok()) {
+            if let Some(a) = auth::parse_auth_header(v).map_err(|e| ApiError::unauthorized(e.to_string()))? {
+                found.push(a);
+            }
+        }
+    }
+    match auth::parse_auth_query(&info.query) {
+        Ok(Some(a)) => found.push(a),
+        Ok(None) => {}
+        Err(auth::AuthError::Version(v)) => return Err(ApiError::bad_request(auth::AuthError::Version(v).to_string())),
+        Err(e) => return Err(ApiError::unauthorized(e.to_string())),
+    }
+    if let Some(dsn) = envelope_dsn {
+        let d = picket_protocol::dsn::Dsn::parse(dsn).map_err(|e| ApiError::unauthorized(format!("invalid envelope header 'dsn': {e}")))?;
+        found.push(ClientAuth { public_key: d.public_key, ..ClientAuth::default() });
+    }
+    auth::merge(found).map_err(|e| match e {
+        auth::AuthError::Version(_) => ApiError::bad_request(e.to_string()),
+        _ => ApiError::unauthorized(e.to_string()),
+    })
+}
+
+/// Finds the key and checks it belongs to the project in the URL (if any).
+async fn authenticate(state: &AppState, auth: &ClientAuth, project_id: Option<i64>) -> Result<ProjectKey, ApiError> {
+    let public = auth.public_key.clone();
+    let key = state.store.read_async(move |c| accounts::key_by_public(c, &public)).await?;
+    let dsn_hint = |pid: String| picket_protocol::dsn::build_dsn(&state.settings.url_prefix, &auth.public_key, pid.parse().unwrap_or(0));
+    match key {
+        Some(k) if !k.is_active => Err(ApiError::forbidden("this DSN key is disabled; enable it or use another key of the project")),
+        Some(k) if project_id.is_none_or(|p| p == k.project_id) => Ok(k),
+        _ => Err(ApiError::forbidden(format!(
+            "project not found or key incorrect: {}; check the DSN your SDK is configured with",
+            dsn_hint(project_id.map(|p| p.to_string()).unwrap_or_else(|| "?".into()))
+        ))),
+    }
+}
+
+fn parse_project_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>().ok().filter(|p| *p > 0).ok_or_else(|| ApiError::bad_request(format!("invalid project id '{raw}' in the URL: expected a positive number")))
+}
+
+/// Refuses requests from origins the project does not allow (browsers send `Origin`).
+async fn check_origin(state: &AppState, info: &RequestInfo, project_id: i64) -> Result<(), ApiError> {
+    let Some(origin) = info.headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_string) else { return Ok(()) };
+    let project = state.store.read_async(move |c| accounts::project_by_id(c, project_id)).await?;
+    let allowed = project.allowed_origins.split([',', '\n', ' ']).map(str::trim).filter(|s| !s.is_empty()).any(|a| a == "*" || a == origin);
+    if allowed {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!("origin '{origin}' is not allowed for this project; add it to the project's allowed origins")))
+    }
+}
+
+/// Load shedding and per-key limits, before anything is queued.
+fn check_limits(state: &AppState, key: &ProjectKey, events: i64) -> Result<(), ApiError> {
+    if state.queue_len.load(Ordering::Relaxed) >= state.settings.max_queue {
+        return Err(ApiError::rate_limited("the event queue is full; retry later", 10, "organization", "queue_full"));
+    }
+    if let (Some(count), Some(window)) = (key.rate_limit_count, key.rate_limit_window) {
+        if events > 0 {
+            state
+                .limiter
+                .check(key.id, count, window, events)
+                .map_err(|wait| ApiError::rate_limited(format!("rate limit of this key reached ({count} events per {window}s)"), wait, "key", "key_quota"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Queues envelopes and waits for the commit.
+async fn enqueue(state: &AppState, items: Vec<QueuedEnvelope>) -> Result<(), ApiError> {
+    let n = items.len() as i64;
+    if n == 0 {
+        return Ok(());
+    }
+    state.store.write(move |c| picket_store::queue::enqueue(c, &items)).await?;
+    state.queue_len.fetch_add(n, Ordering::Relaxed);
+    state.queued.notify_one();
+    Ok(())
+}
+
+fn meta(info: &RequestInfo, auth: &ClientAuth) -> QueueMeta {
+    QueueMeta { client_ip: info.client_ip.clone(), sdk_client: auth.client.clone(), public_key: Some(auth.public_key.clone()) }
+}
+
+fn id_response(event_id: Option<String>) -> Response {
+    match event_id {
+        Some(id) => axum::Json(json!({ "id": id })).into_response(),
+        None => axum::Json(json!({})).into_response(),
+    }
+}
+
+/// Checks the items of an envelope against the size limits and validates
+/// the JSON of event-like items, so that a bad event is refused now (400)
+/// rather than dropped silently later. Returns the number of events.
+fn check_items(env: &Envelope<'_>) -> Result<i64, ApiError> {
+    let mut attachments_total = 0usize;
+    let mut sessions = 0usize;
+    let mut events = 0i64;
+    for item in &env.items {
+        let ty = item.item_type();
+        let size = item.payload.len();
+        let too_large = |limit: usize| ApiError::too_large(format!("envelope item '{ty}' is {size} bytes, over the limit of {limit} bytes"));
+        match ty {
+            "event" | "transaction" | "feedback" | "user_report" | "sessions" | "session" | "check_in" | "client_report" => {
+                let limit = if ty == "check_in" { MAX_CHECK_IN_SIZE } else { MAX_EVENT_SIZE };
+                if size > limit {
+                    return Err(too_large(limit));
+                }
+                let v = json::parse_lenient(item.payload).map_err(|e| ApiError::bad_request(format!("envelope item '{ty}': {e}")))?;
+                if !v.is_object() {
+                    return Err(ApiError::bad_request(format!("envelope item '{ty}' must be a JSON object")));
+                }
+                if ty == "event" || ty == "transaction" {
+                    events += 1;
+                }
+                if ty == "session" {
+                    sessions += 1;
+                }
+                if ty == "sessions" && v.get("aggregates").and_then(Value::as_array).is_some_and(|a| a.len() > MAX_SESSIONS) {
+                    return Err(ApiError::too_large(format!("a 'sessions' item may hold at most {MAX_SESSIONS} aggregates")));
+                }
+            }
+            "attachment" => {
+                if size > MAX_ATTACHMENT_SIZE {
+                    return Err(too_large(MAX_ATTACHMENT_SIZE));
+                }
+                attachments_total += size;
+            }
+            _ => {}
+        }
+    }
+    if attachments_total > MAX_ATTACHMENT_SIZE {
+        return Err(ApiError::too_large(format!("attachments total {attachments_total} bytes, over the limit of {MAX_ATTACHMENT_SIZE} bytes")));
+    }
+    if sessions > MAX_SESSIONS {
+        return Err(ApiError::too_large(format!("an envelope may hold at most {MAX_SESSIONS} sessions")));
+    }
+    Ok(events)
+}
+
+/// `POST /api/{project_id}/envelope/`
+async fn envelope(State(state): State<AppState>, Path(project_id): Path<String>, req: Request) -> Result<Response, ApiError> {
+    let project_id = parse_project_id(&project_id)?;
+    let info = request_info(&req, state.settings.trust_forwarded_for);
+    let raw = read_body(req.into_body(), MAX_ENVELOPE_COMPRESSED).await?;
+    let body = decode_body(&info.headers, &raw, MAX_ENVELOPE_SIZE)?;
+    drop(raw);
+    let env = Envelope::parse(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let auth = client_auth(&info, env.dsn())?;
+    let key = authenticate(&state, &auth, Some(project_id)).await?;
+    check_origin(&state, &info, project_id).await?;
+    let events = check_items(&env)?;
+    check_limits(&state, &key, events)?;
+    let event_id = env.event_id();
+    let empty = env.items.is_empty();
+    drop(env);
+    if !empty {
+        enqueue(&state, vec![QueuedEnvelope { project_id, received: picket_store::now(), meta: meta(&info, &auth), body }]).await?;
+    }
+    Ok(id_response(event_id))
+}
+
+/// Wraps a single event payload into an envelope for the queue.
+fn event_envelope(event_id: &str, item_type: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 128);
+    out.extend_from_slice(json!({ "event_id": event_id }).to_string().as_bytes());
+    out.push(b'\n');
+    out.extend_from_slice(json!({ "type": item_type, "length": payload.len() }).to_string().as_bytes());
+    out.push(b'\n');
+    out.extend_from_slice(payload);
+    out.push(b'\n');
+    out
+}
+
+/// A transparent 1×1 GIF, the answer to `GET /store/` (image beacons).
+const PIXEL_GIF: &[u8] = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\x00\x00\x00\x21\xf9\x04\x01\x00\x00\x00\x00\x2c\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02\x44\x01\x00\x3b";
+
+/// `POST|GET /api/{project_id}/store/`
+async fn store(State(state): State<AppState>, Path(project_id): Path<String>, req: Request) -> Result<Response, ApiError> {
+    let project_id = parse_project_id(&project_id)?;
+    store_inner(state, Some(project_id), req).await
+}
+
+/// `POST|GET /api/store/`: the project comes from the key.
+async fn store_without_project(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    store_inner(state, None, req).await
+}
+
+async fn store_inner(state: AppState, project_id: Option<i64>, req: Request) -> Result<Response, ApiError> {
+    let method = req.method().clone();
+    if method != Method::GET && method != Method::POST {
+        return Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "use POST (or GET with ?sentry_data=)"));
+    }
+    let is_envelope = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/x-sentry-envelope"));
+    if is_envelope && method == Method::POST {
+        if let Some(pid) = project_id {
+            return envelope(State(state), Path(pid.to_string()), req).await;
+        }
+    }
+    let info = request_info(&req, state.settings.trust_forwarded_for);
+    let json_bytes = if method == Method::GET {
+        let data = info
+            .query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("sentry_data="))
+            .map(auth::percent_decode)
+            .ok_or_else(|| ApiError::bad_request("GET /store/ needs the event in ?sentry_data="))?;
+        picket_protocol::store::decode_store_body(data.as_bytes(), MAX_EVENT_SIZE).map_err(|e| ApiError::bad_request(e.to_string()))?
+    } else {
+        let raw = read_body(req.into_body(), MAX_ENVELOPE_COMPRESSED).await?;
+        let body = decode_body(&info.headers, &raw, MAX_EVENT_SIZE)?;
+        picket_protocol::store::decode_store_body(&body, MAX_EVENT_SIZE).map_err(|e| match e {
+            decompress::DecodeError::TooLarge { limit } => ApiError::too_large(format!("event exceeds {limit} bytes")),
+            other => ApiError::bad_request(other.to_string()),
+        })?
+    };
+    if json_bytes.len() > MAX_EVENT_SIZE {
+        return Err(ApiError::too_large(format!("event is {} bytes, over the limit of {MAX_EVENT_SIZE} bytes", json_bytes.len())));
+    }
+    let auth = client_auth(&info, None)?;
+    let key = authenticate(&state, &auth, project_id).await?;
+    let project_id = key.project_id;
+    check_origin(&state, &info, project_id).await?;
+    let value = json::parse_lenient(&json_bytes).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let Value::Object(obj) = &value else {
+        return Err(ApiError::bad_request("event must be a JSON object"));
+    };
+    check_limits(&state, &key, 1)?;
+    let event_id = obj
+        .get("event_id")
+        .and_then(Value::as_str)
+        .and_then(picket_protocol::parse_event_id)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let item_type = if obj.get("type").and_then(Value::as_str) == Some("transaction") { "transaction" } else { "event" };
+    let body = event_envelope(&event_id, item_type, &json_bytes);
+    enqueue(&state, vec![QueuedEnvelope { project_id, received: picket_store::now(), meta: meta(&info, &auth), body }]).await?;
+    if method == Method::GET {
+        return Ok(([(header::CONTENT_TYPE, "image/gif")], PIXEL_GIF).into_response());
+    }
+    Ok(id_response(Some(event_id)))
+}
+
+/// `POST /api/{project_id}/security/`: CSP reports from browsers (key in the query).
+async fn security_report(State(state): State<AppState>, Path(project_id): Path<String>, req: Request) -> Result<Response, ApiError> {
+    let project_id = parse_project_id(&project_id)?;
+    let info = request_info(&req, state.settings.trust_forwarded_for);
+    let raw = read_body(req.into_body(), MAX_SECURITY_REPORT_SIZE).await?;
+    let body = decode_body(&info.headers, &raw, MAX_SECURITY_REPORT_SIZE)?;
+    let auth = client_auth(&info, None)?;
+    let key = authenticate(&state, &auth, Some(project_id)).await?;
+    let value = json::parse_lenient(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let mut events = security::events_from_report(&value).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    check_limits(&state, &key, events.len() as i64)?;
+    let user_agent = info.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let received = picket_store::now();
+    let items: Vec<QueuedEnvelope> = events
+        .iter_mut()
+        .map(|ev| {
+            if let Some(ua) = &user_agent {
+                ev["request"]["headers"] = json!([["User-Agent", ua]]);
+            }
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            let payload = serde_json::to_vec(ev).unwrap_or_default();
+            QueuedEnvelope { project_id, received, meta: meta(&info, &auth), body: event_envelope(&id, "event", &payload) }
+        })
+        .collect();
+    enqueue(&state, items).await?;
+    Ok(StatusCode::OK.into_response())
+}

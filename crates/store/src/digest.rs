@@ -1,0 +1,253 @@
+//! Applying a processed batch: events, issues, counters, and everything else
+//! an envelope carries. The whole batch is one transaction (the writer's), and
+//! the queue rows it came from are deleted in it.
+
+use std::collections::HashMap;
+
+use picket_core::process::{CheckIn, ProcessedEnvelope, SessionUpdate};
+use picket_core::NormalizedEvent;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::Value;
+
+use crate::Result;
+
+/// What happened to an event in the batch; plugins' `post_process` will read this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventOutcome {
+    pub project_id: i64,
+    pub event_id: String,
+    pub issue_id: i64,
+    pub is_new: bool,
+    pub is_regression: bool,
+}
+
+/// Stores a batch; returns the outcome of each new (non-duplicate) event.
+pub fn apply(conn: &Connection, batch: &[ProcessedEnvelope]) -> Result<Vec<EventOutcome>> {
+    let mut outcomes = Vec::new();
+    let mut counts: HashMap<(i64, String, &'static str), i64> = HashMap::new();
+    for env in batch {
+        for ev in &env.events {
+            if let Some(o) = store_event(conn, env.project_id, ev)? {
+                outcomes.push(o);
+                *counts.entry((env.project_id, "event".into(), "accepted")).or_default() += 1;
+            } else {
+                *counts.entry((env.project_id, "event".into(), "duplicate")).or_default() += 1;
+            }
+        }
+        for tx in &env.transactions {
+            store_transaction(conn, env.project_id, tx)?;
+            *counts.entry((env.project_id, "transaction".into(), "accepted")).or_default() += 1;
+        }
+        for a in &env.attachments {
+            conn.prepare_cached(
+                "INSERT INTO attachments (project_id, event_id, name, content_type, attachment_type, size, data, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )?
+            .execute(params![env.project_id, a.event_id, a.name, a.content_type, a.attachment_type, a.data.len() as i64, a.data, crate::now()])?;
+            *counts.entry((env.project_id, "attachment".into(), "accepted")).or_default() += 1;
+        }
+        for r in &env.user_reports {
+            conn.prepare_cached("INSERT INTO user_reports (project_id, event_id, kind, name, email, comments, url, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")?
+                .execute(params![env.project_id, r.event_id, r.kind, r.name, r.email, r.comments, r.url, r.created_at])?;
+            *counts.entry((env.project_id, r.kind.to_string(), "accepted")).or_default() += 1;
+        }
+        for s in &env.sessions {
+            apply_session(conn, env.project_id, s)?;
+        }
+        for a in &env.session_aggregates {
+            let total = a.exited + a.errored + a.abnormal + a.crashed;
+            conn.prepare_cached(
+                "INSERT INTO session_aggregates (project_id, release, environment, total, exited, errored, abnormal, crashed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (project_id, release, environment) DO UPDATE SET total = total + excluded.total, exited = exited + excluded.exited,
+                 errored = errored + excluded.errored, abnormal = abnormal + excluded.abnormal, crashed = crashed + excluded.crashed",
+            )?
+            .execute(params![env.project_id, a.release, a.environment, total, a.exited, a.errored, a.abnormal, a.crashed])?;
+        }
+        for c in &env.check_ins {
+            apply_check_in(conn, env.project_id, c)?;
+        }
+        for (reason, category, quantity) in &env.client_outcomes {
+            conn.prepare_cached(
+                "INSERT INTO client_outcomes (project_id, reason, category, quantity) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (project_id, reason, category) DO UPDATE SET quantity = quantity + excluded.quantity",
+            )?
+            .execute(params![env.project_id, reason, category, quantity])?;
+        }
+        for (item_type, outcome) in &env.counted {
+            *counts.entry((env.project_id, item_type.clone(), outcome)).or_default() += 1;
+        }
+    }
+    for ((project_id, item_type, outcome), n) in counts {
+        conn.prepare_cached(
+            "INSERT INTO item_counts (project_id, item_type, outcome, count) VALUES (?, ?, ?, ?)
+             ON CONFLICT (project_id, item_type, outcome) DO UPDATE SET count = count + excluded.count",
+        )?
+        .execute(params![project_id, item_type, outcome, n])?;
+    }
+    crate::queue::delete(conn, &batch.iter().map(|e| e.queue_id).collect::<Vec<_>>())?;
+    Ok(outcomes)
+}
+
+/// Stores one event and updates its issue. `None` for a duplicate `event_id`.
+fn store_event(conn: &Connection, project_id: i64, ev: &NormalizedEvent) -> Result<Option<EventOutcome>> {
+    let exists: bool = conn
+        .prepare_cached("SELECT EXISTS(SELECT 1 FROM events WHERE project_id = ? AND event_id = ?)")?
+        .query_row(params![project_id, ev.event_id], |r| r.get(0))?;
+    if exists {
+        return Ok(None);
+    }
+    // Find the issue owning any of the event's hashes.
+    let mut issue_id: Option<i64> = None;
+    for h in &ev.grouping.hashes {
+        issue_id = conn
+            .prepare_cached("SELECT issue_id FROM group_hashes WHERE project_id = ? AND hash = ?")?
+            .query_row(params![project_id, h], |r| r.get(0))
+            .optional()?;
+        if issue_id.is_some() {
+            break;
+        }
+    }
+    let (is_new, mut is_regression) = (issue_id.is_none(), false);
+    let issue_id = match issue_id {
+        Some(id) => {
+            let status: String = conn.prepare_cached("SELECT status FROM issues WHERE id = ?")?.query_row([id], |r| r.get(0))?;
+            if status == "resolved" {
+                is_regression = true;
+                conn.prepare_cached("UPDATE issues SET status = 'unresolved', substatus = 'regressed', resolved_at = NULL WHERE id = ?")?.execute([id])?;
+            }
+            conn.prepare_cached("UPDATE issues SET last_seen = MAX(last_seen, ?1), first_seen = MIN(first_seen, ?1), times_seen = times_seen + 1 WHERE id = ?2")?
+                .execute(params![ev.timestamp, id])?;
+            id
+        }
+        None => {
+            let logger = ev.data.get("logger").and_then(Value::as_str);
+            let metadata = issue_metadata(ev);
+            conn.prepare_cached(
+                "INSERT INTO issues (project_id, title, culprit, event_type, level, platform, logger, status, first_seen, last_seen, times_seen, first_release, search_text, metadata)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, 'unresolved', ?, ?, 1, ?, ?, ?)",
+            )?
+            .execute(params![project_id, ev.title, ev.culprit, ev.event_type.as_str(), ev.level.as_str(), ev.platform, logger, ev.timestamp, ev.timestamp, ev.release, ev.search_text, metadata.to_string()])?;
+            conn.last_insert_rowid()
+        }
+    };
+    for h in &ev.grouping.hashes {
+        conn.prepare_cached("INSERT OR IGNORE INTO group_hashes (project_id, hash, algorithm, issue_id) VALUES (?, ?, ?, ?)")?
+            .execute(params![project_id, h, ev.grouping.algorithm, issue_id])?;
+    }
+    let data = serde_json::to_vec(&ev.data).unwrap_or_default();
+    conn.prepare_cached(
+        "INSERT INTO events (project_id, event_id, issue_id, timestamp, received, level, title, environment, release, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )?
+    .execute(params![project_id, ev.event_id, issue_id, ev.timestamp, ev.received, ev.level.as_str(), ev.title, ev.environment, ev.release, crate::compress(&data)])?;
+    for (k, v) in &ev.tags {
+        conn.prepare_cached(
+            "INSERT INTO issue_tag_values (issue_id, key, value, times_seen, first_seen, last_seen) VALUES (?1, ?2, ?3, 1, ?4, ?4)
+             ON CONFLICT (issue_id, key, value) DO UPDATE SET times_seen = times_seen + 1, first_seen = MIN(first_seen, ?4), last_seen = MAX(last_seen, ?4)",
+        )?
+        .execute(params![issue_id, k, v, ev.timestamp])?;
+    }
+    if let Some(user) = &ev.user_key {
+        let added = conn.prepare_cached("INSERT OR IGNORE INTO issue_users (issue_id, user_key) VALUES (?, ?)")?.execute(params![issue_id, user])?;
+        if added > 0 {
+            conn.prepare_cached("UPDATE issues SET user_count = user_count + 1 WHERE id = ?")?.execute([issue_id])?;
+        }
+    }
+    let hour = (ev.timestamp / 3600.0).floor() as i64 * 3600;
+    conn.prepare_cached(
+        "INSERT INTO issue_hourly (issue_id, hour, count) VALUES (?, ?, 1) ON CONFLICT (issue_id, hour) DO UPDATE SET count = count + 1",
+    )?
+    .execute(params![issue_id, hour])?;
+    Ok(Some(EventOutcome { project_id, event_id: ev.event_id.clone(), issue_id, is_new, is_regression }))
+}
+
+/// What the issue list shows without loading an event (Sentry's `metadata`).
+fn issue_metadata(ev: &NormalizedEvent) -> Value {
+    let exc = ev.data.get("exception").and_then(|e| e.get("values")).and_then(Value::as_array).and_then(|v| v.last());
+    let mut m = serde_json::Map::new();
+    if let Some(exc) = exc {
+        if let Some(t) = exc.get("type") {
+            m.insert("type".into(), t.clone());
+        }
+        if let Some(v) = exc.get("value") {
+            m.insert("value".into(), v.clone());
+        }
+    } else if let Some(msg) = ev.data.get("logentry").and_then(|l| l.get("formatted").or_else(|| l.get("message"))) {
+        m.insert("title".into(), msg.clone());
+    }
+    Value::Object(m)
+}
+
+fn store_transaction(conn: &Connection, project_id: i64, tx: &NormalizedEvent) -> Result<()> {
+    let name = tx.data.get("transaction").and_then(Value::as_str).unwrap_or("<unlabeled transaction>");
+    let trace = tx.data.get("contexts").and_then(|c| c.get("trace"));
+    let op = trace.and_then(|t| t.get("op")).and_then(Value::as_str);
+    let status = trace.and_then(|t| t.get("status")).and_then(Value::as_str);
+    let start = tx.data.get("start_timestamp").and_then(Value::as_f64);
+    let duration_ms = start.map(|s| (tx.timestamp - s) * 1000.0);
+    let data = serde_json::to_vec(&tx.data).unwrap_or_default();
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO transactions (project_id, event_id, name, op, status, start_timestamp, timestamp, duration_ms, environment, release, data)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )?
+    .execute(params![project_id, tx.event_id, name, op, status, start, tx.timestamp, duration_ms, tx.environment, tx.release, crate::compress(&data)])?;
+    Ok(())
+}
+
+/// A session counts once (when first seen); a crash, an abnormal end or
+/// errors count once per session, whatever the number of updates.
+fn apply_session(conn: &Connection, project_id: i64, s: &SessionUpdate) -> Result<()> {
+    let previous: Option<(String, i64)> = conn
+        .prepare_cached("SELECT status, errors FROM sessions WHERE project_id = ? AND sid = ?")?
+        .query_row(params![project_id, s.sid], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (was_status, was_errors, is_new) = match &previous {
+        Some((st, e)) => (st.as_str(), *e, false),
+        None => ("ok", 0, true),
+    };
+    // Terminal states stay terminal.
+    let status = if matches!(was_status, "exited" | "crashed" | "abnormal") { was_status } else { s.status.as_str() };
+    let errors = was_errors.max(s.errors);
+    conn.prepare_cached(
+        "INSERT INTO sessions (project_id, sid, release, environment, started, status, errors, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (project_id, sid) DO UPDATE SET status = excluded.status, errors = excluded.errors, updated = excluded.updated",
+    )?
+    .execute(params![project_id, s.sid, s.release, s.environment, s.started, status, errors, s.timestamp])?;
+    let total = i64::from(is_new);
+    let crashed = i64::from(status == "crashed" && was_status != "crashed");
+    let abnormal = i64::from(status == "abnormal" && was_status != "abnormal");
+    let exited = i64::from(status == "exited" && was_status != "exited");
+    let errored = i64::from(errors > 0 && was_errors == 0);
+    conn.prepare_cached(
+        "INSERT INTO session_aggregates (project_id, release, environment, total, exited, errored, abnormal, crashed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (project_id, release, environment) DO UPDATE SET total = total + excluded.total, exited = exited + excluded.exited,
+         errored = errored + excluded.errored, abnormal = abnormal + excluded.abnormal, crashed = crashed + excluded.crashed",
+    )?
+    .execute(params![project_id, s.release, s.environment, total, exited, errored, abnormal, crashed])?;
+    Ok(())
+}
+
+/// The nil check-in id means "the most recent in-progress check-in of this monitor".
+fn apply_check_in(conn: &Connection, project_id: i64, c: &CheckIn) -> Result<()> {
+    let target: Option<i64> = if c.check_in_id.chars().all(|ch| ch == '0' || ch == '-') {
+        conn.prepare_cached("SELECT id FROM check_ins WHERE project_id = ? AND monitor_slug = ? AND status = 'in_progress' ORDER BY received DESC LIMIT 1")?
+            .query_row(params![project_id, c.monitor_slug], |r| r.get(0))
+            .optional()?
+    } else {
+        conn.prepare_cached("SELECT id FROM check_ins WHERE project_id = ? AND check_in_id = ?")?
+            .query_row(params![project_id, c.check_in_id], |r| r.get(0))
+            .optional()?
+    };
+    let data = c.data.to_string();
+    match target {
+        Some(id) => {
+            conn.prepare_cached("UPDATE check_ins SET status = ?, duration = COALESCE(?, duration), updated = ?, data = ? WHERE id = ?")?
+                .execute(params![c.status, c.duration, c.received, data, id])?;
+        }
+        None => {
+            conn.prepare_cached(
+                "INSERT INTO check_ins (project_id, check_in_id, monitor_slug, status, duration, environment, release, received, updated, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )?
+            .execute(params![project_id, c.check_in_id, c.monitor_slug, c.status, c.duration, c.environment, c.release, c.received, c.received, data])?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,254 @@
+//! Migrations: an ordered list of SQL scripts; `PRAGMA user_version` records
+//! how many have run. Append, never edit, a released migration.
+
+use rusqlite::Connection;
+
+use crate::Result;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: accounts, queue, issues, events and what hangs off them.
+    r#"
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        email TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        password_hash TEXT NOT NULL,
+        is_superuser INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE organizations (
+        id INTEGER PRIMARY KEY,
+        slug TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE org_members (
+        org_id INTEGER NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        role TEXT NOT NULL,
+        PRIMARY KEY (org_id, user_id)
+    );
+    CREATE TABLE projects (
+        id INTEGER PRIMARY KEY,
+        org_id INTEGER NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
+        slug TEXT NOT NULL,
+        name TEXT NOT NULL,
+        platform TEXT,
+        allowed_origins TEXT NOT NULL DEFAULT '*',
+        created_at REAL NOT NULL,
+        UNIQUE (org_id, slug)
+    );
+    CREATE TABLE project_keys (
+        id INTEGER PRIMARY KEY,
+        project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        public_key TEXT NOT NULL UNIQUE,
+        label TEXT NOT NULL,
+        is_active INTEGER NOT NULL DEFAULT 1,
+        rate_limit_count INTEGER,
+        rate_limit_window INTEGER,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE api_tokens (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        token_hash TEXT NOT NULL UNIQUE,
+        created_at REAL NOT NULL
+    );
+
+    CREATE TABLE queue (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        project_id INTEGER NOT NULL,
+        received REAL NOT NULL,
+        meta TEXT NOT NULL,
+        body BLOB NOT NULL
+    );
+
+    CREATE TABLE issues (
+        id INTEGER PRIMARY KEY,
+        project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        title TEXT NOT NULL,
+        culprit TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        level TEXT NOT NULL,
+        platform TEXT NOT NULL,
+        logger TEXT,
+        status TEXT NOT NULL DEFAULT 'unresolved',
+        substatus TEXT,
+        first_seen REAL NOT NULL,
+        last_seen REAL NOT NULL,
+        times_seen INTEGER NOT NULL DEFAULT 0,
+        user_count INTEGER NOT NULL DEFAULT 0,
+        first_release TEXT,
+        resolved_at REAL,
+        search_text TEXT NOT NULL DEFAULT '',
+        metadata TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX issues_project_last_seen ON issues(project_id, last_seen DESC);
+    CREATE INDEX issues_project_first_seen ON issues(project_id, first_seen DESC);
+    CREATE INDEX issues_project_times_seen ON issues(project_id, times_seen DESC);
+
+    CREATE TABLE group_hashes (
+        project_id INTEGER NOT NULL,
+        hash TEXT NOT NULL,
+        algorithm TEXT NOT NULL,
+        issue_id INTEGER NOT NULL REFERENCES issues(id) ON DELETE CASCADE,
+        PRIMARY KEY (project_id, hash)
+    );
+    CREATE INDEX group_hashes_issue ON group_hashes(issue_id);
+
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        event_id TEXT NOT NULL,
+        issue_id INTEGER REFERENCES issues(id) ON DELETE CASCADE,
+        timestamp REAL NOT NULL,
+        received REAL NOT NULL,
+        level TEXT NOT NULL,
+        title TEXT NOT NULL,
+        environment TEXT,
+        release TEXT,
+        data BLOB NOT NULL,
+        UNIQUE (project_id, event_id)
+    );
+    CREATE INDEX events_issue ON events(issue_id, timestamp DESC);
+
+    CREATE TABLE issue_tag_values (
+        issue_id INTEGER NOT NULL REFERENCES issues(id) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        times_seen INTEGER NOT NULL,
+        first_seen REAL NOT NULL,
+        last_seen REAL NOT NULL,
+        PRIMARY KEY (issue_id, key, value)
+    );
+    CREATE INDEX issue_tag_values_lookup ON issue_tag_values(key, value);
+
+    CREATE TABLE issue_users (
+        issue_id INTEGER NOT NULL REFERENCES issues(id) ON DELETE CASCADE,
+        user_key TEXT NOT NULL,
+        PRIMARY KEY (issue_id, user_key)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE issue_hourly (
+        issue_id INTEGER NOT NULL REFERENCES issues(id) ON DELETE CASCADE,
+        hour INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (issue_id, hour)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE attachments (
+        id INTEGER PRIMARY KEY,
+        project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        event_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        content_type TEXT,
+        attachment_type TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX attachments_event ON attachments(project_id, event_id);
+
+    CREATE TABLE user_reports (
+        id INTEGER PRIMARY KEY,
+        project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        event_id TEXT,
+        kind TEXT NOT NULL,
+        name TEXT,
+        email TEXT,
+        comments TEXT NOT NULL,
+        url TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX user_reports_event ON user_reports(project_id, event_id);
+
+    CREATE TABLE transactions (
+        id INTEGER PRIMARY KEY,
+        project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        event_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        op TEXT,
+        status TEXT,
+        start_timestamp REAL,
+        timestamp REAL NOT NULL,
+        duration_ms REAL,
+        environment TEXT,
+        release TEXT,
+        data BLOB NOT NULL,
+        UNIQUE (project_id, event_id)
+    );
+    CREATE INDEX transactions_project ON transactions(project_id, timestamp DESC);
+
+    CREATE TABLE sessions (
+        project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        sid TEXT NOT NULL,
+        release TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        started REAL NOT NULL,
+        status TEXT NOT NULL,
+        errors INTEGER NOT NULL,
+        updated REAL NOT NULL,
+        PRIMARY KEY (project_id, sid)
+    );
+    CREATE TABLE session_aggregates (
+        project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        release TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        total INTEGER NOT NULL DEFAULT 0,
+        exited INTEGER NOT NULL DEFAULT 0,
+        errored INTEGER NOT NULL DEFAULT 0,
+        abnormal INTEGER NOT NULL DEFAULT 0,
+        crashed INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (project_id, release, environment)
+    );
+
+    CREATE TABLE check_ins (
+        id INTEGER PRIMARY KEY,
+        project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        check_in_id TEXT NOT NULL,
+        monitor_slug TEXT NOT NULL,
+        status TEXT NOT NULL,
+        duration REAL,
+        environment TEXT,
+        release TEXT,
+        received REAL NOT NULL,
+        updated REAL NOT NULL,
+        data TEXT NOT NULL
+    );
+    CREATE INDEX check_ins_monitor ON check_ins(project_id, monitor_slug, received DESC);
+
+    CREATE TABLE item_counts (
+        project_id INTEGER NOT NULL,
+        item_type TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (project_id, item_type, outcome)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE client_outcomes (
+        project_id INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        category TEXT NOT NULL,
+        quantity INTEGER NOT NULL,
+        PRIMARY KEY (project_id, reason, category)
+    ) WITHOUT ROWID;
+    "#,
+];
+
+/// Brings the schema up to date.
+pub fn migrate(conn: &mut Connection) -> Result<()> {
+    let current: usize = conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "database migrated");
+    }
+    Ok(())
+}
+
+/// The schema version of an open database and the newest this build knows.
+pub fn versions(conn: &Connection) -> Result<(usize, usize)> {
+    let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    Ok((current as usize, MIGRATIONS.len()))
+}
