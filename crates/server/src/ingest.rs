@@ -100,25 +100,27 @@ fn client_auth(info: &RequestInfo, envelope_dsn: Option<&str>) -> Result<ClientA
     let mut found = Vec::new();
     for name in ["x-sentry-auth", "authorization"] {
         if let Some(v) = info.headers.get(name).and_then(|v| v.to_str().ok()) {
-            if let Some(a) = auth::parse_auth_header(v).map_err(|e| ApiError::unauthorized(e.to_string()))? {
+            if let Some(a) = auth::parse_auth_header(v).map_err(auth_error)? {
                 found.push(a);
             }
         }
     }
-    match auth::parse_auth_query(&info.query) {
-        Ok(Some(a)) => found.push(a),
-        Ok(None) => {}
-        Err(auth::AuthError::Version(v)) => return Err(ApiError::bad_request(auth::AuthError::Version(v).to_string())),
-        Err(e) => return Err(ApiError::unauthorized(e.to_string())),
+    if let Some(a) = auth::parse_auth_query(&info.query).map_err(auth_error)? {
+        found.push(a);
     }
     if let Some(dsn) = envelope_dsn {
         let d = picket_protocol::dsn::Dsn::parse(dsn).map_err(|e| ApiError::unauthorized(format!("invalid envelope header 'dsn': {e}")))?;
         found.push(ClientAuth { public_key: d.public_key, ..ClientAuth::default() });
     }
-    auth::merge(found).map_err(|e| match e {
+    auth::merge(found).map_err(auth_error)
+}
+
+/// A protocol version we do not speak is a bad request (400); anything else about auth is 401.
+fn auth_error(e: auth::AuthError) -> ApiError {
+    match e {
         auth::AuthError::Version(_) => ApiError::bad_request(e.to_string()),
         _ => ApiError::unauthorized(e.to_string()),
-    })
+    }
 }
 
 /// Finds the key and checks it belongs to the project in the URL (if any).

@@ -1,0 +1,264 @@
+//! A running `picket serve` in a temporary directory, with a user, an
+//! organization `acme`, a project `acme/web`, a DSN and an API token.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_picket");
+
+/// The repository root (for fixtures and SDK scripts).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).unwrap().to_path_buf()
+}
+
+pub struct Picket {
+    pub dir: PathBuf,
+    pub port: u16,
+    pub dsn: String,
+    pub public_key: String,
+    pub project_id: i64,
+    pub token: String,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn unique_dir(name: &str) -> PathBuf {
+    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("picket-e2e-{}-{}-{n}", name, std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+impl Picket {
+    /// Sets up accounts and starts the server.
+    pub fn start(name: &str) -> Picket {
+        Picket::start_with(name, &[])
+    }
+
+    /// Like [`Picket::start`] with extra `PICKET_*` variables.
+    pub fn start_with(name: &str, env: &[(&str, &str)]) -> Picket {
+        let dir = unique_dir(name);
+        let port = free_port();
+        let mut env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        env.push(("PICKET_BIND".into(), format!("127.0.0.1:{port}")));
+        env.push(("PICKET_DATA_DIR".into(), dir.join("data").display().to_string()));
+        env.push(("PICKET_LOG".into(), "info".into()));
+        let mut p = Picket { dir, port, dsn: String::new(), public_key: String::new(), project_id: 0, token: String::new(), env, child: None };
+        p.cli_ok(&["createuser", "--email", "admin@example.com", "--password", "correct horse battery", "--superuser"]);
+        p.cli_ok(&["org", "create", "acme", "--name", "Acme"]);
+        let out = p.cli_ok(&["project", "create", "acme/web", "--platform", "python"]);
+        p.dsn = last_line(&out);
+        p.public_key = p.dsn.split("://").nth(1).unwrap().split('@').next().unwrap().to_string();
+        p.project_id = p.dsn.rsplit('/').next().unwrap().parse().unwrap();
+        p.token = last_line(&p.cli_ok(&["token", "create", "--email", "admin@example.com"]));
+        p.spawn();
+        p
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.current_dir(&self.dir).env_remove("PICKET_CONFIG");
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    /// Runs a CLI command against this server's data.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().unwrap()
+    }
+
+    /// Runs a CLI command that must succeed; returns its stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(out.status.success(), "picket {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Starts `picket serve` and waits for it to answer.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("serve.log")).unwrap();
+        let child = self.command().arg("serve").stdout(Stdio::null()).stderr(log).spawn().unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(r) = reqwest::blocking::get(format!("{}/_health/", self.base_url())) {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("picket did not start; log:\n{}", self.log());
+    }
+
+    /// Kills the server with SIGKILL (no chance to clean up).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops the server with SIGTERM and waits for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("server running");
+        unsafe_sigterm(c.id());
+        c.wait().unwrap()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
+    }
+
+    /// An authenticated API request; returns status and JSON body (or Null).
+    pub fn api_request(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value, reqwest::header::HeaderMap) {
+        let client = reqwest::blocking::Client::new();
+        let url = format!("{}{}", self.base_url(), path);
+        let mut req = client.request(method.parse().unwrap(), url).bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null), headers)
+    }
+
+    /// GET that must succeed.
+    pub fn api(&self, path: &str) -> Value {
+        let (status, body, _) = self.api_request("GET", path, None);
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    /// All issues of acme/web for a query (`None` = every status).
+    pub fn issues(&self, query: Option<&str>) -> Vec<Value> {
+        let q = query.unwrap_or("");
+        let path = format!("/api/0/projects/acme/web/issues/?query={}", urlencode(q));
+        self.api(&path).as_array().unwrap().clone()
+    }
+
+    /// Stored events of acme/web (digested).
+    pub fn event_count(&self) -> i64 {
+        self.api("/api/0/projects/acme/web/stats/")["events"].as_i64().unwrap()
+    }
+
+    /// Waits until `f` holds, or panics with the server log.
+    pub fn wait_for(&self, what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if f() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("timed out waiting for {what}; log:\n{}", self.log());
+    }
+
+    pub fn wait_for_events(&self, n: i64) {
+        self.wait_for(&format!("{n} events"), || self.event_count() >= n);
+    }
+
+    /// The full event as the API shows it.
+    pub fn event(&self, event_id: &str) -> Value {
+        self.api(&format!("/api/0/projects/acme/web/events/{event_id}/"))
+    }
+}
+
+impl Drop for Picket {
+    fn drop(&mut self) {
+        self.kill();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn unsafe_sigterm(pid: u32) {
+    let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+}
+
+pub fn last_line(s: &str) -> String {
+    s.lines().last().unwrap_or_default().trim().to_string()
+}
+
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A raw HTTP/1.1 exchange: what a real SDK's bytes look like on the wire.
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends a request (request line and headers, then the body). Framing
+/// headers are set here: `Content-Length`, or with `chunked` the body is sent
+/// in chunks as @sentry/node does; the connection is closed after the answer.
+pub fn send_raw(port: u16, head: &str, body: &[u8], chunked: bool) -> RawResponse {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut lines: Vec<String> = head
+        .lines()
+        .map(|l| l.trim_end().to_string())
+        .filter(|l| !l.is_empty())
+        .filter(|l| {
+            let name = l.split(':').next().unwrap_or_default().to_ascii_lowercase();
+            !matches!(name.as_str(), "content-length" | "transfer-encoding" | "connection")
+        })
+        .collect();
+    lines.push("Connection: close".into());
+    lines.push(if chunked { "Transfer-Encoding: chunked".into() } else { format!("Content-Length: {}", body.len()) });
+    let mut req = Vec::new();
+    req.extend_from_slice(lines.join("\r\n").as_bytes());
+    req.extend_from_slice(b"\r\n\r\n");
+    if chunked {
+        for chunk in body.chunks(1000) {
+            req.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            req.extend_from_slice(chunk);
+            req.extend_from_slice(b"\r\n");
+        }
+        req.extend_from_slice(b"0\r\n\r\n");
+    } else {
+        req.extend_from_slice(body);
+    }
+    stream.write_all(&req).unwrap();
+    let mut resp = Vec::new();
+    let _ = stream.read_to_end(&mut resp);
+    let text = String::from_utf8_lossy(&resp).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
+    RawResponse { status, headers, body: body.to_string() }
+}

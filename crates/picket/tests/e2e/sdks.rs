@@ -1,0 +1,1 @@
+//! Placeholder: the real-SDK tests are being written.
