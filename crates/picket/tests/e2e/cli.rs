@@ -1,0 +1,56 @@
+//! The admin commands: their output contracts and their error messages.
+
+use std::process::Command;
+
+use crate::harness::{Picket, BIN};
+
+#[test]
+fn admin_commands_print_what_scripts_need() {
+    let p = Picket::start("cli");
+    // project create prints the DSN as its last line; add-key another.
+    let out = p.cli_ok(&["project", "create", "acme/api", "--name", "API", "--platform", "node"]);
+    let dsn = crate::harness::last_line(&out);
+    assert!(dsn.starts_with("http://") && dsn.ends_with("/2"), "{dsn}");
+    let dsns = p.cli_ok(&["project", "dsn", "acme/api"]);
+    assert_eq!(dsns.trim(), dsn);
+    // The server accepts the new project's DSN at once.
+    let key = dsn.split("://").nth(1).unwrap().split('@').next().unwrap();
+    let r = reqwest::blocking::Client::new().post(format!("{}/api/2/store/?sentry_key={key}", p.base_url())).body("{\"message\":\"hi\"}").send().unwrap();
+    assert_eq!(r.status(), 200);
+    let check = p.cli_ok(&["check"]);
+    assert!(check.contains("database: ok"), "{check}");
+}
+
+#[test]
+fn errors_say_what_to_do() {
+    let p = Picket::start("cli-errors");
+    let err = |args: &[&str]| {
+        let out = p.cli(args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        String::from_utf8(out.stderr).unwrap()
+    };
+    assert!(err(&["org", "create", "acme"]).contains("organization 'acme' already exists"));
+    assert!(err(&["org", "create", "Bad Slug"]).contains("invalid organization slug"));
+    assert!(err(&["project", "create", "nope/web"]).contains("picket org create nope"));
+    assert!(err(&["project", "create", "acme"]).contains("expected ORG/SLUG"));
+    assert!(err(&["token", "create", "--email", "ghost@example.com"]).contains("picket createuser"));
+    assert!(err(&["createuser", "--email", "x@example.com", "--password", "short"]).contains("at least 8"));
+    assert!(err(&["project", "add-key", "acme/web", "--public-key", "xyz"]).contains("32 hex digits"));
+    // Configuration errors name the setting and the fix.
+    let out = Command::new(BIN).args(["check"]).env("PICKET_DATABASE_URL", "postgres://localhost/x").current_dir(&p.dir).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PostgreSQL is not supported"));
+    let out = Command::new(BIN).args(["check"]).env("PICKET_BIND", "nowhere").current_dir(&p.dir).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid bind address 'nowhere'"));
+    std::fs::write(p.dir.join("bad.toml"), "bnd = 1\n").unwrap();
+    let out = Command::new(BIN).args(["--config", "bad.toml", "check"]).current_dir(&p.dir).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("invalid configuration file 'bad.toml'") && stderr.contains("unknown field"), "{stderr}");
+}
+
+#[test]
+fn sigterm_shuts_down_cleanly() {
+    let mut p = Picket::start("cli-sigterm");
+    let status = p.terminate();
+    assert!(status.success(), "exit status {status:?}; log:\n{}", p.log());
+    assert!(p.log().contains("shutting down"));
+}
