@@ -6,7 +6,8 @@
 //! - `ingest_errors`: every error answer of the ingest endpoints.
 //! - `api`: the `/api/0/` API (search, status changes, pagination, auth).
 //! - `durability`: SIGKILL under load loses no acknowledged event.
-//! - `sdks`: the real, unmodified SDKs installed from the registries.
+//! - `sdks`: the real, unmodified Python and Node SDKs installed from the registries.
+//! - `sdk_rust`: the real Rust `sentry` crate.
 //! - `cli`: the admin commands and configuration errors.
 
 mod api;
@@ -15,4 +16,5 @@ mod durability;
 mod harness;
 mod ingest_errors;
 mod replay;
+mod sdk_rust;
 mod sdks;
