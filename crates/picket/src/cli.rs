@@ -293,7 +293,21 @@ fn serve(config: Config) -> Result<()> {
         let app = picket_server::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
         tracing::info!(bind = %config.bind, database = %store.path().display(), startup_ms = started.elapsed().as_millis() as u64, "picket is serving");
         print_first_start_help(&store, &config);
-        axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("server failed")?;
+        // On SIGTERM/Ctrl-C: stop accepting, let requests in flight finish
+        // (their events are committed before they are answered), but never
+        // wait more than 10 s for slow clients.
+        let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            let _ = drain_tx.send(());
+        });
+        tokio::select! {
+            r = server => r.context("server failed")?,
+            _ = async {
+                let _ = drain_rx.await;
+                tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+            } => tracing::warn!("connections still open after 10 s; closing them"),
+        }
         tracing::info!("shutting down: finishing the digest batch in hand");
         let _ = stop_tx.send(true);
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), worker).await;

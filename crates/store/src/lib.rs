@@ -59,7 +59,9 @@ pub enum Durability {
 }
 
 type Completion = Box<dyn FnOnce(Result<()>) + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
+/// A write job: run in the writer's transaction (`Some`), or told that the
+/// transaction could not begin (`None`); returns what to do after the commit.
+type Job = Box<dyn FnOnce(Option<&Connection>) -> Completion + Send>;
 
 /// The handle to the database, cheap to clone.
 #[derive(Clone)]
@@ -119,8 +121,11 @@ impl Store {
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel::<Result<T>>();
-        let job: Job = Box::new(move |conn: &Connection| {
-            let outcome = run_in_savepoint(conn, f);
+        let job: Job = Box::new(move |conn: Option<&Connection>| {
+            let outcome = match conn {
+                Some(conn) => run_in_savepoint(conn, f),
+                None => Err(StoreError::Invalid("the write transaction could not begin; see the server log".into())),
+            };
             Box::new(move |commit: Result<()>| {
                 let _ = tx.send(commit.and(outcome));
             })
@@ -202,17 +207,16 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let began = conn.execute_batch("BEGIN IMMEDIATE");
-        if let Err(e) = began {
-            let msg = e.to_string();
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            // Nothing ran; tell every caller why (e.g. the disk is full or the
+            // database is locked by another program for too long).
+            tracing::error!(error = %e, jobs = jobs.len(), "cannot begin a write transaction");
             for job in jobs {
-                // Run nothing; report the failure to each caller.
-                let _ = job;
-                tracing::error!(error = %msg, "cannot begin a write transaction");
+                job(None)(Err(StoreError::Invalid(format!("cannot begin a write transaction: {e}"))));
             }
             continue;
         }
-        let completions: Vec<Completion> = jobs.into_iter().map(|job| job(&conn)).collect();
+        let completions: Vec<Completion> = jobs.into_iter().map(|job| job(Some(&conn))).collect();
         let commit = conn.execute_batch("COMMIT").map_err(StoreError::from);
         if commit.is_err() {
             let _ = conn.execute_batch("ROLLBACK");

@@ -1,1 +1,111 @@
+use super::*;
+use picket_core::process::{process_envelope, Origin};
 
+fn temp_store(name: &str) -> (Store, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("picket-store-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Store::open(&dir.join("db.sqlite3"), Durability::Normal).unwrap();
+    (store, dir)
+}
+
+fn project(store: &Store) -> i64 {
+    store
+        .write_blocking(|c| {
+            accounts::create_org(c, "acme", "Acme")?;
+            Ok(accounts::create_project(c, "acme", "web", "Web", None)?.0.id)
+        })
+        .unwrap()
+}
+
+fn envelope(event_id: &str, event: &str) -> Vec<u8> {
+    format!("{{\"event_id\":\"{event_id}\"}}\n{{\"type\":\"event\"}}\n{event}\n").into_bytes()
+}
+
+#[test]
+fn a_failing_job_rolls_back_alone() {
+    let (store, dir) = temp_store("savepoint");
+    // Queue three jobs before the writer can take them, so they share a transaction.
+    let ok1 = store.write(|c| accounts::create_org(c, "one", "One"));
+    let bad = store.write(|c| {
+        accounts::create_org(c, "two", "Two")?;
+        Err::<(), _>(StoreError::Invalid("this job fails".into()))
+    });
+    let ok2 = store.write(|c| accounts::create_org(c, "three", "Three"));
+    assert!(futures_lite_block_on(ok1).is_ok());
+    assert!(futures_lite_block_on(bad).is_err());
+    assert!(futures_lite_block_on(ok2).is_ok());
+    let slugs: Vec<String> = store.read(accounts::list_orgs).unwrap().into_iter().map(|o| o.slug).collect();
+    assert_eq!(slugs, ["one", "three"]);
+    store.close();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn queue_round_trip_and_digest_exactly_once() {
+    let (store, dir) = temp_store("digest");
+    let pid = project(&store);
+    let id = "aa".repeat(16);
+    let body = envelope(&id, r#"{"message": "User 1 failed", "user": {"id": "1"}, "tags": {"t": "x"}}"#);
+    let item = queue::QueuedEnvelope { project_id: pid, received: now(), meta: queue::QueueMeta::default(), body: body.clone() };
+    // The same envelope queued twice (an SDK retry).
+    store.write_blocking(move |c| queue::enqueue(c, &[item.clone(), item])).unwrap();
+    let rows = store.read(|c| queue::fetch(c, 0, 10)).unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].envelope.body, body);
+    let processed: Vec<_> = rows
+        .iter()
+        .map(|r| process_envelope(&Origin { queue_id: r.id, project_id: pid, received: r.envelope.received, ..Origin::default() }, &r.envelope.body))
+        .collect();
+    let outcomes = store.write_blocking(move |c| digest::apply(c, &processed)).unwrap();
+    assert_eq!(outcomes.len(), 1, "the duplicate is not counted");
+    assert!(outcomes[0].is_new);
+    assert_eq!(store.read(queue::len).unwrap(), 0, "digested rows leave the queue");
+    let issue = store.read(|c| query::issue(c, outcomes[0].issue_id)).unwrap();
+    assert_eq!((issue.times_seen, issue.user_count), (1, 1));
+    let tags = store.read(|c| query::tag_values(c, issue.id, "t", 10)).unwrap();
+    assert_eq!(tags[0].times_seen, 1);
+
+    // Resolve, then a new event of the same issue is a regression.
+    store.write_blocking(move |c| query::set_issue_status(c, issue.id, "resolved")).unwrap();
+    let next = process_envelope(&Origin { project_id: pid, received: now(), ..Origin::default() }, &envelope(&"bb".repeat(16), r#"{"message": "User 2 failed", "user": {"id": "1"}}"#));
+    let outcomes = store.write_blocking(move |c| digest::apply(c, &[next])).unwrap();
+    assert!(!outcomes[0].is_new && outcomes[0].is_regression);
+    let issue = store.read(|c| query::issue(c, issue.id)).unwrap();
+    assert_eq!((issue.status.as_str(), issue.substatus.as_deref(), issue.times_seen, issue.user_count), ("unresolved", Some("regressed"), 2, 1));
+    store.close();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn search_parsing() {
+    use query::IssueSearch;
+    let s = IssueSearch::parse(r#"is:resolved level:error !browser:"Firefox 1" free "two words""#).unwrap();
+    assert_eq!(s.status.as_deref(), Some("resolved"));
+    assert_eq!(s.tags, vec![("level".into(), "error".into(), false), ("browser".into(), "Firefox 1".into(), true)]);
+    assert_eq!(s.text, vec!["free".to_string(), "two words".to_string()]);
+    assert!(IssueSearch::parse("is:nope").is_err());
+    assert_eq!(IssueSearch::parse("").unwrap(), IssueSearch::default());
+}
+
+#[test]
+fn passwords_and_tokens() {
+    let (store, dir) = temp_store("accounts");
+    let hash = accounts::hash_password("correct horse").unwrap();
+    assert!(hash.starts_with("$argon2"));
+    assert!(accounts::verify_password("correct horse", &hash));
+    assert!(!accounts::verify_password("wrong", &hash));
+    let token = store
+        .write_blocking(move |c| {
+            let (user, _) = accounts::upsert_user(c, "a@example.com", &hash, false)?;
+            accounts::create_token(c, user.id)
+        })
+        .unwrap();
+    let user = store.read(|c| accounts::user_for_token(c, &token)).unwrap().unwrap();
+    assert_eq!(user.email, "a@example.com");
+    assert!(store.read(|c| accounts::user_for_token(c, "pkt_nope")).unwrap().is_none());
+    // Only the hash is stored.
+    let stored: String = store.read(|c| Ok(c.query_row("SELECT token_hash FROM api_tokens", [], |r| r.get(0))?)).unwrap();
+    assert_ne!(stored, token);
+    store.close();
+    let _ = std::fs::remove_dir_all(dir);
+}

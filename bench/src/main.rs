@@ -1,0 +1,293 @@
+//! `picket-load`: sends realistic events to a Picket DSN and measures what
+//! matters: accepted events per second, answer latency, and events fully
+//! processed (stored, grouped, counted) per second, read back from the API.
+//!
+//! Events are Python-, JavaScript- and Java-shaped exceptions with 10–40
+//! frames, breadcrumbs, tags, user, request and contexts, padded to a target
+//! size, spread over `--issues` distinct issues, each with a unique event id.
+//! Each body is a gzip envelope. To keep the generator's CPU off the server's
+//! budget, every issue's item is compressed once, and each request is a small
+//! gzip member with the envelope header (the unique `event_id`) followed by
+//! the pre-compressed member: a multi-member gzip body, valid per RFC 1952,
+//! that the server decompresses exactly as it would a single member.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use rand::Rng;
+use serde_json::{json, Value};
+
+#[derive(Parser, Debug, Clone)]
+#[command(about = "Load generator for Picket")]
+struct Args {
+    /// DSN of the project to send to.
+    #[arg(long)]
+    dsn: String,
+    /// API token, to poll how many events were fully processed.
+    #[arg(long)]
+    token: Option<String>,
+    /// ORG/PROJECT of the DSN, for the API.
+    #[arg(long, default_value = "bench/load")]
+    project: String,
+    /// Events to send.
+    #[arg(long, default_value_t = 10_000)]
+    events: u64,
+    /// Distinct issues the events spread over.
+    #[arg(long, default_value_t = 100)]
+    issues: usize,
+    /// Approximate size of one event's JSON, in KB.
+    #[arg(long, default_value_t = 5)]
+    size_kb: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Events per second to send at most (0: as fast as answers come).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Seconds to wait for processing to finish after sending.
+    #[arg(long, default_value_t = 600)]
+    drain_timeout: u64,
+    /// Print one JSON object instead of a report.
+    #[arg(long)]
+    json: bool,
+}
+
+struct Target {
+    envelope_url: String,
+    api_base: String,
+}
+
+fn parse_dsn(dsn: &str) -> Result<(Target, String)> {
+    let (scheme, rest) = dsn.split_once("://").context("DSN must start with http://")?;
+    let (key, hostpath) = rest.split_once('@').context("DSN has no key")?;
+    let (host, path) = hostpath.split_once('/').context("DSN has no project id")?;
+    let (prefix, project_id) = path.trim_end_matches('/').rsplit_once('/').map(|(a, b)| (format!("/{a}"), b.to_string())).unwrap_or((String::new(), path.trim_end_matches('/').to_string()));
+    let base = format!("{scheme}://{host}{prefix}");
+    Ok((Target { envelope_url: format!("{base}/api/{project_id}/envelope/?sentry_key={key}&sentry_version=7"), api_base: base }, key.to_string()))
+}
+
+const PLATFORMS: [&str; 3] = ["python", "javascript", "java"];
+
+/// One event payload for an issue: its exception type and frames depend only
+/// on the issue, so that grouping puts it in the issue's group.
+fn event_payload(issue: usize, size_kb: usize, rng: &mut impl Rng) -> Value {
+    let platform = PLATFORMS[issue % 3];
+    let frames_n = 10 + (issue * 7) % 31;
+    let frames: Vec<Value> = (0..frames_n)
+        .map(|i| match platform {
+            "python" => json!({"module": format!("app.module{issue}.part{i}"), "filename": format!("app/module{issue}/part{i}.py"), "abs_path": format!("/srv/app/app/module{issue}/part{i}.py"),
+                "function": format!("handle_{issue}_{i}"), "lineno": 10 + i, "in_app": i % 3 != 0, "context_line": format!("    result = step_{i}(request, data)"),
+                "pre_context": ["def f():", "    x = 1"], "post_context": ["    return result", ""], "vars": {"request": "<Request>", "i": i.to_string()}}),
+            "javascript" => json!({"filename": format!("/static/js/chunk{issue}.js"), "abs_path": format!("https://app.example.com/static/js/chunk{issue}.js"),
+                "function": format!("Component{issue}.render{i}"), "lineno": 1, "colno": 100 + i, "in_app": true, "context_line": format!("const v{i} = props.items.map(render);")}),
+            _ => json!({"module": format!("com.example.service{issue}.Handler{i}"), "filename": format!("Handler{i}.java"), "function": format!("process{i}"), "lineno": 40 + i, "in_app": i % 2 == 0}),
+        })
+        .collect();
+    let ty = match platform {
+        "python" => format!("ValueError{issue}"),
+        "javascript" => format!("TypeError{issue}"),
+        _ => format!("java.lang.IllegalStateException{issue}"),
+    };
+    let mut ev = json!({
+        "platform": platform,
+        "level": "error",
+        "logger": "bench",
+        "server_name": format!("web-{}", rng.random_range(1..=8)),
+        "release": format!("app@1.{}.0", rng.random_range(0..3)),
+        "environment": "production",
+        "exception": {"values": [{"type": ty, "value": format!("invalid value {} for field", rng.random_range(0..100_000)), "mechanism": {"type": "generic", "handled": false}, "stacktrace": {"frames": frames}}]},
+        "tags": {"customer": format!("c{}", rng.random_range(0..50)), "region": (["eu", "us", "ap"][rng.random_range(0..3)])},
+        "user": {"id": rng.random_range(0..10_000).to_string(), "email": format!("user{}@example.com", rng.random_range(0..10_000)), "ip_address": "10.1.2.3"},
+        "request": {"url": format!("https://app.example.com/api/items/{}", rng.random_range(0..1000)), "method": "POST", "headers": {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0", "Accept": "application/json"}},
+        "contexts": {"os": {"name": "Linux", "version": "6.1"}, "runtime": {"name": "CPython", "version": "3.11.7"}, "browser": {"name": "Firefox", "version": "128.0"}},
+        "sdk": {"name": "sentry.python", "version": "2.75.0"},
+    });
+    // Pad with breadcrumbs up to the target size.
+    let mut crumbs = Vec::new();
+    let mut size = ev.to_string().len();
+    let mut i = 0;
+    while size < size_kb * 1024 {
+        let c = json!({"timestamp": 1_700_000_000.0 + i as f64, "category": "http", "type": "http", "level": "info",
+            "message": format!("GET https://api.example.com/v1/resource/{i}?page={}", rng.random_range(0..100)), "data": {"status_code": 200, "duration_ms": rng.random_range(1..500)}});
+        size += c.to_string().len() + 1;
+        crumbs.push(c);
+        i += 1;
+    }
+    ev["breadcrumbs"] = json!({"values": crumbs});
+    ev
+}
+
+fn gzip(data: &[u8], level: u32) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// Pre-compressed item members: `VARIANTS` per issue, so events of one issue differ.
+const VARIANTS: usize = 4;
+
+fn build_templates(args: &Args) -> (Vec<Vec<u8>>, usize) {
+    let mut rng = rand::rng();
+    let mut raw_total = 0;
+    let templates = (0..args.issues * VARIANTS)
+        .map(|n| {
+            let payload = event_payload(n % args.issues, args.size_kb, &mut rng).to_string();
+            raw_total += payload.len();
+            let item = format!("{{\"type\":\"event\",\"length\":{}}}\n{payload}\n", payload.len());
+            gzip(item.as_bytes(), 6)
+        })
+        .collect();
+    (templates, raw_total / (args.issues * VARIANTS))
+}
+
+fn body_for(template: &[u8], event_id: &str) -> Vec<u8> {
+    let mut body = gzip(format!("{{\"event_id\":\"{event_id}\"}}\n").as_bytes(), 1);
+    body.extend_from_slice(template);
+    body
+}
+
+#[derive(Default)]
+struct Stats {
+    latencies_us: Mutex<Vec<u32>>,
+    statuses: Mutex<std::collections::BTreeMap<u16, u64>>,
+    errors: AtomicU64,
+    accepted: AtomicU64,
+    bytes: AtomicU64,
+}
+
+async fn processed_count(client: &reqwest::Client, args: &Args, target: &Target) -> Result<Option<i64>> {
+    let Some(token) = &args.token else { return Ok(None) };
+    let url = format!("{}/api/0/projects/{}/stats/", target.api_base, args.project);
+    let resp = client.get(url).bearer_auth(token).send().await?;
+    if !resp.status().is_success() {
+        bail!("stats API answered {}", resp.status());
+    }
+    let v: Value = serde_json::from_slice(&resp.bytes().await?)?;
+    Ok(v["events"].as_i64())
+}
+
+async fn issue_count(client: &reqwest::Client, args: &Args, target: &Target) -> Result<Option<usize>> {
+    let Some(token) = &args.token else { return Ok(None) };
+    let mut total = 0;
+    let mut offset = 0;
+    loop {
+        let url = format!("{}/api/0/projects/{}/issues/?query=&limit=100&cursor=0:{offset}:0", target.api_base, args.project);
+        let v: Value = serde_json::from_slice(&client.get(url).bearer_auth(token).send().await?.bytes().await?)?;
+        let n = v.as_array().map_or(0, Vec::len);
+        total += n;
+        if n < 100 {
+            return Ok(Some(total));
+        }
+        offset += 100;
+    }
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx] as f64 / 1000.0
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let (target, _key) = parse_dsn(&args.dsn)?;
+    let (templates, avg_size) = build_templates(&args);
+    let avg_gzip = templates.iter().map(Vec::len).sum::<usize>() / templates.len();
+    let templates = Arc::new(templates);
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).timeout(Duration::from_secs(30)).build()?;
+    let stats = Arc::new(Stats::default());
+    let next = Arc::new(AtomicUsize::new(0));
+    let start_count = processed_count(&client, &args, &target).await?.unwrap_or(0);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.concurrency {
+        let (client, stats, next, templates, url, args) = (client.clone(), stats.clone(), next.clone(), templates.clone(), target.envelope_url.clone(), args.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut local_lat = Vec::new();
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n as u64 >= args.events {
+                    break;
+                }
+                if args.rate > 0 {
+                    // Open-loop pacing: event n is due at n / rate seconds.
+                    let due = started + Duration::from_secs_f64(n as f64 / args.rate as f64);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let event_id = format!("{:032x}", rand::rng().random::<u128>());
+                let body = body_for(&templates[n % templates.len()], &event_id);
+                stats.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+                let t0 = Instant::now();
+                let res = client.post(&url).header("content-encoding", "gzip").header("content-type", "application/x-sentry-envelope").body(body).send().await;
+                match res {
+                    Ok(r) => {
+                        let status = r.status().as_u16();
+                        let _ = r.bytes().await;
+                        local_lat.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                        *stats.statuses.lock().unwrap().entry(status).or_default() += 1;
+                        if status == 200 {
+                            stats.accepted.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Err(_) => {
+                        stats.errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            stats.latencies_us.lock().unwrap().extend(local_lat);
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    let send_secs = started.elapsed().as_secs_f64();
+    let accepted = stats.accepted.load(Ordering::Relaxed);
+    // Wait until every accepted event is processed (or the timeout).
+    let mut processed = None;
+    let deadline = Instant::now() + Duration::from_secs(args.drain_timeout);
+    if args.token.is_some() {
+        loop {
+            let n = processed_count(&client, &args, &target).await?.unwrap_or(0) - start_count;
+            processed = Some(n);
+            if n >= accepted as i64 || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let total_secs = started.elapsed().as_secs_f64();
+    let issues = issue_count(&client, &args, &target).await?;
+    let mut lat = stats.latencies_us.lock().unwrap().clone();
+    lat.sort_unstable();
+    let statuses = stats.statuses.lock().unwrap().clone();
+    let report = json!({
+        "events_sent": args.events,
+        "event_json_bytes": avg_size,
+        "event_gzip_bytes": avg_gzip,
+        "concurrency": args.concurrency,
+        "rate_limit": args.rate,
+        "accepted": accepted,
+        "transport_errors": stats.errors.load(Ordering::Relaxed),
+        "statuses": statuses.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        "send_seconds": send_secs,
+        "accepted_per_sec": accepted as f64 / send_secs,
+        "latency_ms": {"p50": percentile(&lat, 0.5), "p99": percentile(&lat, 0.99), "p999": percentile(&lat, 0.999), "max": percentile(&lat, 1.0)},
+        "processed": processed,
+        "processed_seconds": total_secs,
+        "processed_per_sec": processed.map(|p| p as f64 / total_secs),
+        "issues": issues,
+    });
+    if args.json {
+        println!("{report}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    Ok(())
+}
