@@ -210,7 +210,7 @@ pub fn run() -> Result<()> {
                 }
                 Ok(())
             })?;
-            println!("{}", if count > 0 { format!("limited to {count} events per {window}s per key") } else { "rate limit removed".into() });
+            println!("{}", if count > 0 { format!("limited to {count} events per {window}s per key (a running server applies it within 10 seconds)") } else { "rate limit removed".into() });
             Ok(())
         }
         Command::Token { command: TokenCommand::Create { email } } => {
@@ -275,7 +275,13 @@ fn check(config: &Config) -> Result<()> {
 
 fn serve(config: Config) -> Result<()> {
     let started = std::time::Instant::now();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    // Database reads run on blocking threads; a small bound keeps memory flat
+    // under load (each thread has its own stack and allocator caches).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(16)
+        .build()
+        .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let store = open_store(&config)?;
         let settings = picket_server::Settings {

@@ -4,6 +4,7 @@
 //! invalid UTF-8 is replaced rather than refused: an event with one bad byte
 //! in a variable's value is still worth keeping.
 
+use serde::Deserialize;
 use serde_json::Value;
 
 /// Why a body is not acceptable JSON. The `Display` is sent to clients.
@@ -15,6 +16,8 @@ pub enum JsonError {
     TooDeep(usize),
     #[error("empty body: expected a JSON object")]
     Empty,
+    #[error("expected a JSON object")]
+    NotAnObject,
 }
 
 /// Parses a JSON value from bytes, leniently (see the module docs).
@@ -28,6 +31,24 @@ pub fn parse_lenient(bytes: &[u8]) -> Result<Value, JsonError> {
     let value = serde::Deserialize::deserialize(&mut de)?;
     de.end()?;
     Ok(value)
+}
+
+/// Checks that bytes are acceptable to [`parse_lenient`] and hold a JSON
+/// object, without building the value (ingest only needs to know).
+pub fn validate_object(bytes: &[u8]) -> Result<(), JsonError> {
+    let text: std::borrow::Cow<'_, str> = String::from_utf8_lossy(bytes);
+    if text.trim().is_empty() {
+        return Err(JsonError::Empty);
+    }
+    let sanitized = sanitize(&text, crate::limits::MAX_JSON_DEPTH)?;
+    let text = sanitized.as_deref().unwrap_or(&text);
+    if !text.trim_start().starts_with('{') {
+        return Err(JsonError::NotAnObject);
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    serde::de::IgnoredAny::deserialize(&mut de)?;
+    de.end()?;
+    Ok(())
 }
 
 /// One pass over the text outside strings: checks the depth and, only if a
@@ -123,6 +144,17 @@ mod tests {
     fn bad_utf8_is_replaced() {
         let v = parse_lenient(b"{\"a\": \"caf\xe9\"}").unwrap();
         assert_eq!(v["a"], "caf\u{fffd}");
+    }
+
+    #[test]
+    fn validation_agrees_with_parsing() {
+        for ok in [&b"{\"a\": NaN}"[..], b" {} ", b"{\"a\": [1, {\"b\": \"\\u00e9\"}]}"] {
+            assert!(validate_object(ok).is_ok(), "{}", String::from_utf8_lossy(ok));
+            assert!(parse_lenient(ok).unwrap().is_object());
+        }
+        for bad in [&b"[1]"[..], b"{", b"", b"{} x", b"\"s\""] {
+            assert!(validate_object(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
     }
 
     #[test]

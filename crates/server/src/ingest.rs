@@ -123,14 +123,54 @@ fn auth_error(e: auth::AuthError) -> ApiError {
     }
 }
 
+/// A DSN key with what ingest needs of its project.
+#[derive(Clone)]
+pub(crate) struct KeyInfo {
+    key: ProjectKey,
+    allowed_origins: String,
+}
+
+/// Keys looked up recently, found or not, so that ingest does not read the
+/// database on every request. Entries live [`KEY_CACHE_TTL`]: a disabled key
+/// or a changed rate limit takes effect within that time.
+#[derive(Default)]
+pub(crate) struct KeyCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Option<KeyInfo>)>>,
+}
+
+const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+const KEY_CACHE_MAX: usize = 10_000;
+
+async fn lookup_key(state: &AppState, public_key: &str) -> Result<Option<KeyInfo>, ApiError> {
+    if let Some((at, info)) = state.keys.entries.lock().expect("key cache").get(public_key) {
+        if at.elapsed() < KEY_CACHE_TTL {
+            return Ok(info.clone());
+        }
+    }
+    let public = public_key.to_string();
+    let info = state
+        .store
+        .read_async(move |c| {
+            let Some(key) = accounts::key_by_public(c, &public)? else { return Ok(None) };
+            let project = accounts::project_by_id(c, key.project_id)?;
+            Ok(Some(KeyInfo { key, allowed_origins: project.allowed_origins }))
+        })
+        .await?;
+    let mut entries = state.keys.entries.lock().expect("key cache");
+    if entries.len() >= KEY_CACHE_MAX {
+        entries.clear(); // crude but bounded: a flood of made-up keys cannot grow memory
+    }
+    entries.insert(public_key.to_string(), (std::time::Instant::now(), info.clone()));
+    Ok(info)
+}
+
 /// Finds the key and checks it belongs to the project in the URL (if any).
-async fn authenticate(state: &AppState, auth: &ClientAuth, project_id: Option<i64>) -> Result<ProjectKey, ApiError> {
-    let public = auth.public_key.clone();
-    let key = state.store.read_async(move |c| accounts::key_by_public(c, &public)).await?;
+async fn authenticate(state: &AppState, auth: &ClientAuth, project_id: Option<i64>) -> Result<KeyInfo, ApiError> {
+    let info = lookup_key(state, &auth.public_key).await?;
     let dsn_hint = |pid: String| picket_protocol::dsn::build_dsn(&state.settings.url_prefix, &auth.public_key, pid.parse().unwrap_or(0));
-    match key {
-        Some(k) if !k.is_active => Err(ApiError::forbidden("this DSN key is disabled; enable it or use another key of the project")),
-        Some(k) if project_id.is_none_or(|p| p == k.project_id) => Ok(k),
+    match info {
+        Some(i) if !i.key.is_active => Err(ApiError::forbidden("this DSN key is disabled; enable it or use another key of the project")),
+        Some(i) if project_id.is_none_or(|p| p == i.key.project_id) => Ok(i),
         _ => Err(ApiError::forbidden(format!(
             "project not found or key incorrect: {}; check the DSN your SDK is configured with",
             dsn_hint(project_id.map(|p| p.to_string()).unwrap_or_else(|| "?".into()))
@@ -143,10 +183,9 @@ fn parse_project_id(raw: &str) -> Result<i64, ApiError> {
 }
 
 /// Refuses requests from origins the project does not allow (browsers send `Origin`).
-async fn check_origin(state: &AppState, info: &RequestInfo, project_id: i64) -> Result<(), ApiError> {
-    let Some(origin) = info.headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_string) else { return Ok(()) };
-    let project = state.store.read_async(move |c| accounts::project_by_id(c, project_id)).await?;
-    let allowed = project.allowed_origins.split([',', '\n', ' ']).map(str::trim).filter(|s| !s.is_empty()).any(|a| a == "*" || a == origin);
+fn check_origin(info: &RequestInfo, key: &KeyInfo) -> Result<(), ApiError> {
+    let Some(origin) = info.headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else { return Ok(()) };
+    let allowed = key.allowed_origins.split([',', '\n', ' ']).map(str::trim).filter(|s| !s.is_empty()).any(|a| a == "*" || a == origin);
     if allowed {
         Ok(())
     } else {
@@ -155,15 +194,15 @@ async fn check_origin(state: &AppState, info: &RequestInfo, project_id: i64) -> 
 }
 
 /// Load shedding and per-key limits, before anything is queued.
-fn check_limits(state: &AppState, key: &ProjectKey, events: i64) -> Result<(), ApiError> {
+fn check_limits(state: &AppState, key: &KeyInfo, events: i64) -> Result<(), ApiError> {
     if state.queue_len.load(Ordering::Relaxed) >= state.settings.max_queue {
         return Err(ApiError::rate_limited("the event queue is full; retry later", 10, "organization", "queue_full"));
     }
-    if let (Some(count), Some(window)) = (key.rate_limit_count, key.rate_limit_window) {
+    if let (Some(count), Some(window)) = (key.key.rate_limit_count, key.key.rate_limit_window) {
         if events > 0 {
             state
                 .limiter
-                .check(key.id, count, window, events)
+                .check(key.key.id, count, window, events)
                 .map_err(|wait| ApiError::rate_limited(format!("rate limit of this key reached ({count} events per {window}s)"), wait, "key", "key_quota"))?;
         }
     }
@@ -210,18 +249,19 @@ fn check_items(env: &Envelope<'_>) -> Result<i64, ApiError> {
                 if size > limit {
                     return Err(too_large(limit));
                 }
-                let v = json::parse_lenient(item.payload).map_err(|e| ApiError::bad_request(format!("envelope item '{ty}': {e}")))?;
-                if !v.is_object() {
-                    return Err(ApiError::bad_request(format!("envelope item '{ty}' must be a JSON object")));
-                }
+                // Syntax only: the digest parses the item for real.
+                json::validate_object(item.payload).map_err(|e| ApiError::bad_request(format!("envelope item '{ty}': {e}")))?;
                 if ty == "event" || ty == "transaction" {
                     events += 1;
                 }
                 if ty == "session" {
                     sessions += 1;
                 }
-                if ty == "sessions" && v.get("aggregates").and_then(Value::as_array).is_some_and(|a| a.len() > MAX_SESSIONS) {
-                    return Err(ApiError::too_large(format!("a 'sessions' item may hold at most {MAX_SESSIONS} aggregates")));
+                if ty == "sessions" {
+                    let v = json::parse_lenient(item.payload).map_err(|e| ApiError::bad_request(format!("envelope item '{ty}': {e}")))?;
+                    if v.get("aggregates").and_then(Value::as_array).is_some_and(|a| a.len() > MAX_SESSIONS) {
+                        return Err(ApiError::too_large(format!("a 'sessions' item may hold at most {MAX_SESSIONS} aggregates")));
+                    }
                 }
             }
             "attachment" => {
@@ -252,7 +292,7 @@ async fn envelope(State(state): State<AppState>, Path(project_id): Path<String>,
     let env = Envelope::parse(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let auth = client_auth(&info, env.dsn())?;
     let key = authenticate(&state, &auth, Some(project_id)).await?;
-    check_origin(&state, &info, project_id).await?;
+    check_origin(&info, &key)?;
     let events = check_items(&env)?;
     check_limits(&state, &key, events)?;
     let event_id = env.event_id();
@@ -323,8 +363,8 @@ async fn store_inner(state: AppState, project_id: Option<i64>, req: Request) -> 
     }
     let auth = client_auth(&info, None)?;
     let key = authenticate(&state, &auth, project_id).await?;
-    let project_id = key.project_id;
-    check_origin(&state, &info, project_id).await?;
+    let project_id = key.key.project_id;
+    check_origin(&info, &key)?;
     let value = json::parse_lenient(&json_bytes).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let Value::Object(obj) = &value else {
         return Err(ApiError::bad_request("event must be a JSON object"));

@@ -50,6 +50,7 @@ pub struct AppState {
     /// Wakes the digest worker when something was queued.
     pub queued: Arc<tokio::sync::Notify>,
     limiter: Arc<ratelimit::Limiter>,
+    keys: Arc<ingest::KeyCache>,
 }
 
 impl AppState {
@@ -62,6 +63,7 @@ impl AppState {
             queue_len: Arc::new(AtomicI64::new(waiting)),
             queued: Arc::new(tokio::sync::Notify::new()),
             limiter: Arc::new(ratelimit::Limiter::default()),
+            keys: Arc::new(ingest::KeyCache::default()),
         })
     }
 }

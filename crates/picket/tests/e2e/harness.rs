@@ -212,14 +212,7 @@ pub fn urlencode(s: &str) -> String {
 /// A raw HTTP/1.1 exchange: what a real SDK's bytes look like on the wire.
 pub struct RawResponse {
     pub status: u16,
-    pub headers: Vec<(String, String)>,
     pub body: String,
-}
-
-impl RawResponse {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
 }
 
 /// Sends a request (request line and headers, then the body). Framing
@@ -257,8 +250,6 @@ pub fn send_raw(port: u16, head: &str, body: &[u8], chunked: bool) -> RawRespons
     let _ = stream.read_to_end(&mut resp);
     let text = String::from_utf8_lossy(&resp).to_string();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
-    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let headers = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
-    RawResponse { status, headers, body: body.to_string() }
+    let status = head.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    RawResponse { status, body: body.to_string() }
 }

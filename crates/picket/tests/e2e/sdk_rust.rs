@@ -12,7 +12,7 @@ use crate::harness::{repo_root, Picket, BIN};
 fn client_binary() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "--quiet", "-p", "picket-sdk-client-rust"])
+        .args(["build", "--quiet", "--manifest-path", "tests/sdk/rust/Cargo.toml"])
         .current_dir(repo_root())
         .status()
         .expect("run cargo to build the Rust SDK client");
