@@ -76,7 +76,8 @@ const PLATFORMS: [&str; 3] = ["python", "javascript", "java"];
 /// on the issue, so that grouping puts it in the issue's group.
 fn event_payload(issue: usize, size_kb: usize, rng: &mut impl Rng) -> Value {
     let platform = PLATFORMS[issue % 3];
-    let frames_n = 10 + (issue * 7) % 31;
+    // 10–40 frames, fewer for small events so that the frames fit the size.
+    let frames_n = (10 + (issue * 7) % 31).min((size_kb * 1024 * 6 / 10 / 300).max(10));
     let frames: Vec<Value> = (0..frames_n)
         .map(|i| match platform {
             "python" => json!({"module": format!("app.module{issue}.part{i}"), "filename": format!("app/module{issue}/part{i}.py"), "abs_path": format!("/srv/app/app/module{issue}/part{i}.py"),

@@ -43,8 +43,8 @@ pub mod limits {
     pub const MAX_SESSIONS: usize = 100;
     /// One envelope or item header line.
     pub const MAX_HEADER_SIZE: usize = 64 * 1024;
-    /// How deep JSON may nest before it is refused.
-    pub const MAX_JSON_DEPTH: usize = 100;
+    /// How deep JSON may nest before it is refused (serde_json's recursion limit).
+    pub const MAX_JSON_DEPTH: usize = 128;
     /// A CSP report body.
     pub const MAX_SECURITY_REPORT_SIZE: usize = 64 * 1024;
 }
