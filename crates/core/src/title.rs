@@ -38,6 +38,11 @@ fn exception_title(data: &Map<String, Value>) -> String {
     };
     let synthetic = exc.get("mechanism").and_then(|m| m.get("synthetic")).and_then(Value::as_bool) == Some(true);
     let ty = exc.get("type").and_then(Value::as_str).filter(|s| !synthetic && !s.is_empty());
+    // A message sent with a stack trace (@sentry/node's captureMessage) comes
+    // as a synthetic exception without a type: its message is the title.
+    if ty.is_none() && data.get("logentry").is_some() {
+        return message_title(data);
+    }
     let value = exc.get("value").and_then(Value::as_str).map(first_line).filter(|s| !s.is_empty());
     match (ty, value) {
         (Some(t), Some(v)) => format!("{t}: {v}"),
@@ -133,6 +138,17 @@ mod tests {
         ]}}));
         assert_eq!(title_and_culprit(&d, "python", EventType::Error), ("ValueError: bad thing".into(), "app.views in index".into()));
         assert_eq!(title_and_culprit(&d, "node", EventType::Error).1, "index(app.views)");
+    }
+
+    /// Regression: @sentry/node 11 sends captureMessage as a synthetic,
+    /// typeless exception plus the message; the title was "?".
+    #[test]
+    fn synthetic_exception_with_message_is_titled_by_the_message() {
+        let d = map(json!({"logentry": {"formatted": "User 17 failed to log in"}, "exception": {"values": [
+            {"value": "User 17 failed to log in", "mechanism": {"type": "generic", "synthetic": true},
+             "stacktrace": {"frames": [{"function": "?", "filename": "/app/send.mjs", "in_app": true}]}}
+        ]}}));
+        assert_eq!(title_and_culprit(&d, "node", EventType::Error).0, "User 17 failed to log in");
     }
 
     #[test]

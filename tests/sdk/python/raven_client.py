@@ -1,0 +1,45 @@
+"""Sends events with the legacy raven 6.10.0 client (the /store/ endpoint).
+
+Usage: python raven_client.py DSN
+Prints the event ids it got as one JSON object on the last line.
+"""
+import json
+import logging
+import sys
+
+from raven import Client
+from raven.handlers.logging import SentryHandler
+from raven.transport.http import HTTPTransport
+
+DSN = sys.argv[1]
+# The synchronous transport, so that every event is sent before exit.
+client = Client(DSN, transport=HTTPTransport, release="app@1.0.0", environment="e2e", raise_send_errors=True)
+ids = {}
+
+client.user_context({"id": 7, "email": "raven@example.com"})
+client.tags_context({"tenant": "acme"})
+client.extra_context({"order": 1234})
+client.captureBreadcrumb(message="clicked pay", category="checkout")
+
+
+def charge(card):
+    raise ValueError("card %s declined" % card)
+
+
+for name, card in (("same_a", "4242"), ("same_b", "5555")):
+    try:
+        charge(card)
+    except ValueError:
+        ids[name] = client.captureException()
+
+for name, user in (("message_a", "alice"), ("message_b", "bob")):
+    ids[name] = client.captureMessage("User %s failed to pay", params=(user,))
+
+# The logging handler, as most raven users send messages.
+log = logging.getLogger("raven-e2e")
+log.propagate = False
+log.addHandler(SentryHandler(client))
+log.error("Disk %s is full", "/var")
+ids["logging"] = client.last_event_id
+
+print(json.dumps(ids))
