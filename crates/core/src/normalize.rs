@@ -450,8 +450,9 @@ fn format_params(template: &str, params: Option<&Value>) -> String {
                     (Some(close), Some(obj)) => {
                         let name = &rest[..close];
                         out.push_str(&obj.get(name).map(value_to_string).unwrap_or_default());
-                        // skip "(name)" and the conversion character
-                        for _ in 0..close + 2 {
+                        // Skip past ")" (a byte index), then the conversion character.
+                        let close_at = i + 2 + close;
+                        while chars.peek().is_some_and(|&(j, _)| j <= close_at) {
                             chars.next();
                         }
                         while let Some(&(_, c)) = chars.peek() {

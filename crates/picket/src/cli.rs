@@ -102,6 +102,14 @@ enum ProjectCommand {
         /// ORG/SLUG
         path: String,
     },
+    /// Set which browser origins may send events (`*` for any, the default).
+    AllowedOrigins {
+        /// ORG/SLUG
+        path: String,
+        /// Origins such as https://app.example.com, or `*`.
+        #[arg(required = true)]
+        origins: Vec<String>,
+    },
     /// Limit how many events a project's keys accept (COUNT per WINDOW seconds); 0 removes the limit.
     RateLimit {
         /// ORG/SLUG
@@ -195,6 +203,22 @@ pub fn run() -> Result<()> {
             for k in keys {
                 println!("{}", picket_protocol::dsn::build_dsn(&config.public_url(), &k.public_key, k.project_id));
             }
+            Ok(())
+        }
+        Command::Project { command: ProjectCommand::AllowedOrigins { path, origins } } => {
+            let (org, slug) = split_project_path(&path)?;
+            for o in &origins {
+                if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {
+                    bail!("invalid origin '{o}': expected scheme://host[:port], e.g. https://app.example.com, or *");
+                }
+            }
+            let list = origins.join(" ");
+            let store = open_store(&config)?;
+            store.write_blocking(move |c| {
+                let p = accounts::project_by_slug(c, &org, &slug)?;
+                accounts::set_allowed_origins(c, p.id, &list)
+            })?;
+            println!("allowed origins: {} (a running server applies it within 10 seconds)", origins.join(", "));
             Ok(())
         }
         Command::Project { command: ProjectCommand::RateLimit { path, count, window } } => {

@@ -219,6 +219,12 @@ pub fn projects_for_user(conn: &Connection, user: &User) -> Result<Vec<Project>>
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// Sets the browser origins allowed to send events, separated by spaces (`*`: any).
+pub fn set_allowed_origins(conn: &Connection, project_id: i64, origins: &str) -> Result<()> {
+    conn.execute("UPDATE projects SET allowed_origins = ? WHERE id = ?", params![origins, project_id])?;
+    Ok(())
+}
+
 fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProjectKey> {
     Ok(ProjectKey {
         id: r.get(0)?,

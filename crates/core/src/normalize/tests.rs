@@ -102,6 +102,8 @@ fn message_formatting() {
     assert_eq!(f("100%% sure %s", json!(["x"])), "100% sure x");
     assert_eq!(f("missing %s %s", json!(["a"])), "missing a %s");
     assert_eq!(f("trailing %", json!([])), "trailing %");
+    // Regression: a non-ASCII name skipped too much of what follows.
+    assert_eq!(f("%(näme)s and more", json!({"näme": "x"})), "x and more");
     let e = norm(json!({"message": {"message": "Hi %s", "params": ["x"]}}));
     assert_eq!(e.title, "Hi x");
 }

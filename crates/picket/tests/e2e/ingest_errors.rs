@@ -276,6 +276,21 @@ fn cors_for_browsers() {
 }
 
 #[test]
+fn allowed_origins_per_project() {
+    let p = Picket::start("origins");
+    p.cli_ok(&["project", "allowed-origins", "acme/web", "https://app.example.com", "https://admin.example.com"]);
+    let send = |origin: &str| post(&p, &store_url(&p), &[("Origin", origin)], json!({"message": "from a browser"}).to_string().into_bytes());
+    assert_eq!(send("https://app.example.com").status(), 200);
+    assert_eq!(send("https://admin.example.com").status(), 200);
+    let (s, d) = detail(send("https://evil.example.net"));
+    assert_eq!(s, 403);
+    assert!(d.contains("not allowed"), "{d}");
+    // Servers send no Origin and are not affected.
+    assert_still_works(&p);
+    assert!(!p.cli(&["project", "allowed-origins", "acme/web", "app.example.com"]).status.success());
+}
+
+#[test]
 fn csp_reports() {
     let p = Picket::start("csp");
     let url = format!("/api/{}/security/?sentry_key={}", p.project_id, p.public_key);
