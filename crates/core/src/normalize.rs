@@ -183,7 +183,7 @@ const MIN_CLOCK_DRIFT_SECS: f64 = 55.0 * 60.0;
 pub fn normalize(raw: Value, ctx: &Context) -> Result<NormalizedEvent, NormalizeError> {
     let mut data = match raw {
         Value::Object(m) => m,
-        other => return Err(NormalizeError::NotAnObject(type_name(&other))),
+        other => return Err(NormalizeError::NotAnObject(picket_protocol::json::type_name(&other))),
     };
     let mut errors: Vec<Value> = Vec::new();
 
@@ -770,17 +770,6 @@ pub fn truncate(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {
         Some((i, _)) => s[..i].to_string(),
         None => s.to_string(),
-    }
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

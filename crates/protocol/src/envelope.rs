@@ -130,19 +130,8 @@ fn parse_header_object(line: &[u8]) -> Result<Map<String, Value>, String> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     match crate::json::parse_lenient(line) {
         Ok(Value::Object(m)) => Ok(m),
-        Ok(other) => Err(format!("expected a JSON object, got {}", type_name(&other))),
+        Ok(other) => Err(format!("expected a JSON object, got {}", crate::json::type_name(&other))),
         Err(e) => Err(e.to_string()),
-    }
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

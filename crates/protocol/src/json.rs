@@ -66,6 +66,18 @@ fn with_lenient_text<T>(bytes: &[u8], parse: impl Fn(&str) -> Result<T, JsonErro
     })
 }
 
+/// How a JSON value's kind reads in an error message ("an array", ...).
+pub fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 /// Replaces `NaN`, `Infinity` and `-Infinity` outside strings by `null`;
 /// `None` when there is none.
 fn sanitize(text: &str) -> Option<String> {

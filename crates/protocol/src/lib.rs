@@ -73,3 +73,55 @@ mod tests {
         assert_eq!(parse_event_id(""), None);
     }
 }
+
+/// Every parser must be total: any bytes give a value or an error, never a panic.
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn auth_parsers_are_total(s in ".{0,200}") {
+            let _ = crate::auth::parse_auth_header(&s);
+            let _ = crate::auth::parse_auth_query(&s);
+            let _ = crate::auth::percent_decode(&s);
+        }
+
+        #[test]
+        fn dsn_parser_is_total(s in ".{0,200}") {
+            if let Ok(d) = crate::dsn::Dsn::parse(&s) {
+                // What parses, prints back to something that parses the same.
+                prop_assert_eq!(crate::dsn::Dsn::parse(&d.to_string()).unwrap(), d);
+            }
+        }
+
+        #[test]
+        fn decoders_are_total(bytes in proptest::collection::vec(any::<u8>(), 0..256), enc in 0usize..6) {
+            let encoding = ["", "gzip", "deflate", "br", "zstd", "gzip, br"][enc];
+            let _ = crate::decompress::decode(encoding, &bytes, 4096);
+            let _ = crate::store::decode_store_body(&bytes, 4096);
+            let _ = crate::security::events_from_report(&serde_json::Value::from(String::from_utf8_lossy(&bytes).into_owned()));
+        }
+
+        #[test]
+        fn lenient_json_is_total(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = crate::json::parse_lenient(&bytes);
+            let _ = crate::json::validate_object(&bytes);
+        }
+
+        /// Standard JSON comes back unchanged. (Floats are exactly representable
+        /// ones: serde_json's fast float parsing may differ in the last bit.)
+        #[test]
+        fn valid_json_round_trips(keys in proptest::collection::vec("[a-z\"\\\\]{0,6}", 0..5), n in any::<i64>(), eighths in -1_000_000i32..1_000_000) {
+            let f = f64::from(eighths) / 8.0;
+            let mut obj = serde_json::Map::new();
+            for (i, k) in keys.iter().enumerate() {
+                obj.insert(k.clone(), if i % 2 == 0 { serde_json::json!(n) } else { serde_json::json!([f, k, null, true]) });
+            }
+            let v = serde_json::Value::Object(obj);
+            let text = serde_json::to_vec(&v).unwrap();
+            prop_assert_eq!(crate::json::parse_lenient(&text).unwrap(), v);
+            prop_assert!(crate::json::validate_object(&text).is_ok());
+        }
+    }
+}

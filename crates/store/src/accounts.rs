@@ -253,7 +253,7 @@ pub fn create_key(conn: &Connection, project_id: i64, label: &str) -> Result<Pro
 
 /// Adds a key with a given public part (to keep DSNs when moving from another server).
 pub fn import_key(conn: &Connection, project_id: i64, public_key: &str, label: &str) -> Result<ProjectKey> {
-    let normalized: String = public_key.trim().chars().filter(|c| *c != '-').collect::<String>().to_ascii_lowercase();
+    let normalized = normalize_public_key(public_key);
     if normalized.len() != 32 || !normalized.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(StoreError::Invalid(format!("invalid public key '{public_key}': expected 32 hex digits")));
     }
@@ -275,8 +275,12 @@ pub fn keys_for_project(conn: &Connection, project_id: i64) -> Result<Vec<Projec
 
 /// Looks a key up by its public part (dashed or undashed, any case).
 pub fn key_by_public(conn: &Connection, public_key: &str) -> Result<Option<ProjectKey>> {
-    let normalized: String = public_key.trim().chars().filter(|c| *c != '-').collect::<String>().to_ascii_lowercase();
-    Ok(conn.query_row(&format!("SELECT {KEY_COLUMNS} FROM project_keys WHERE public_key = ?"), [normalized], key_row).optional()?)
+    Ok(conn.query_row(&format!("SELECT {KEY_COLUMNS} FROM project_keys WHERE public_key = ?"), [normalize_public_key(public_key)], key_row).optional()?)
+}
+
+/// Keys are stored as 32 lowercase hex digits; clients may send a dashed UUID or capitals.
+fn normalize_public_key(public_key: &str) -> String {
+    public_key.trim().chars().filter(|c| *c != '-').collect::<String>().to_ascii_lowercase()
 }
 
 /// Sets (or clears, with `None`) a key's rate limit: `count` events per `window` seconds.
