@@ -215,7 +215,9 @@ async fn enqueue(state: &AppState, items: Vec<QueuedEnvelope>) -> Result<(), Api
     if n == 0 {
         return Ok(());
     }
-    state.store.write(move |c| picket_store::queue::enqueue(c, &items)).await?;
+    let prepared: Vec<_> = items.iter().map(QueuedEnvelope::prepare).collect();
+    drop(items);
+    state.store.write(move |c| picket_store::queue::enqueue(c, &prepared)).await?;
     state.queue_len.fetch_add(n, Ordering::Relaxed);
     state.queued.notify_one();
     Ok(())

@@ -48,8 +48,9 @@ pub async fn digest_batch(state: &AppState, after: i64) -> picket_store::Result<
     let Some(last) = rows.last().map(|r| r.id) else { return Ok(None) };
     let n = rows.len();
     let started = std::time::Instant::now();
-    let processed = tokio::task::spawn_blocking(move || {
-        rows.iter()
+    let prepared = tokio::task::spawn_blocking(move || {
+        let processed = rows
+            .iter()
             .map(|row| {
                 let origin = Origin {
                     queue_id: row.id,
@@ -60,11 +61,12 @@ pub async fn digest_batch(state: &AppState, after: i64) -> picket_store::Result<
                 };
                 process_envelope(&origin, &row.envelope.body)
             })
-            .collect::<Vec<_>>()
+            .collect::<Vec<_>>();
+        picket_store::digest::prepare(processed)
     })
     .await
     .map_err(|e| picket_store::StoreError::Invalid(format!("digest task failed: {e}")))?;
-    let outcomes = state.store.write(move |c| picket_store::digest::apply(c, &processed)).await?;
+    let outcomes = state.store.write(move |c| picket_store::digest::apply(c, &prepared)).await?;
     state.queue_len.fetch_sub(n as i64, Ordering::Relaxed);
     let new_issues = outcomes.iter().filter(|o| o.is_new).count();
     let regressions = outcomes.iter().filter(|o| o.is_regression).count();

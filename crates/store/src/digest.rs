@@ -21,21 +21,44 @@ pub struct EventOutcome {
     pub is_regression: bool,
 }
 
+/// A processed envelope with its event payloads already serialized and
+/// compressed, so that the single writer thread does nothing but SQL.
+pub struct PreparedBatchItem {
+    env: ProcessedEnvelope,
+    event_blobs: Vec<Vec<u8>>,
+    transaction_blobs: Vec<Vec<u8>>,
+}
+
+/// Serializes and compresses what [`apply`] will store (CPU work, off the writer).
+pub fn prepare(batch: Vec<ProcessedEnvelope>) -> Vec<PreparedBatchItem> {
+    let blob = |ev: &NormalizedEvent| crate::compress(&serde_json::to_vec(&ev.data).unwrap_or_default());
+    batch
+        .into_iter()
+        .map(|env| PreparedBatchItem {
+            event_blobs: env.events.iter().map(blob).collect(),
+            transaction_blobs: env.transactions.iter().map(blob).collect(),
+            env,
+        })
+        .collect()
+}
+
 /// Stores a batch; returns the outcome of each new (non-duplicate) event.
-pub fn apply(conn: &Connection, batch: &[ProcessedEnvelope]) -> Result<Vec<EventOutcome>> {
+pub fn apply(conn: &Connection, batch: &[PreparedBatchItem]) -> Result<Vec<EventOutcome>> {
     let mut outcomes = Vec::new();
     let mut counts: HashMap<(i64, String, &'static str), i64> = HashMap::new();
-    for env in batch {
-        for ev in &env.events {
-            if let Some(o) = store_event(conn, env.project_id, ev)? {
+    let mut agg = Aggregates::default();
+    for item in batch {
+        let env = &item.env;
+        for (ev, blob) in env.events.iter().zip(&item.event_blobs) {
+            if let Some(o) = store_event(conn, env.project_id, ev, blob, &mut agg)? {
                 outcomes.push(o);
                 *counts.entry((env.project_id, "event".into(), "accepted")).or_default() += 1;
             } else {
                 *counts.entry((env.project_id, "event".into(), "duplicate")).or_default() += 1;
             }
         }
-        for tx in &env.transactions {
-            store_transaction(conn, env.project_id, tx)?;
+        for (tx, blob) in env.transactions.iter().zip(&item.transaction_blobs) {
+            store_transaction(conn, env.project_id, tx, blob)?;
             *counts.entry((env.project_id, "transaction".into(), "accepted")).or_default() += 1;
         }
         for a in &env.attachments {
@@ -76,6 +99,7 @@ pub fn apply(conn: &Connection, batch: &[ProcessedEnvelope]) -> Result<Vec<Event
             *counts.entry((env.project_id, item_type.clone(), outcome)).or_default() += 1;
         }
     }
+    agg.flush(conn)?;
     for ((project_id, item_type, outcome), n) in counts {
         conn.prepare_cached(
             "INSERT INTO item_counts (project_id, item_type, outcome, count) VALUES (?, ?, ?, ?)
@@ -83,12 +107,12 @@ pub fn apply(conn: &Connection, batch: &[ProcessedEnvelope]) -> Result<Vec<Event
         )?
         .execute(params![project_id, item_type, outcome, n])?;
     }
-    crate::queue::delete(conn, &batch.iter().map(|e| e.queue_id).collect::<Vec<_>>())?;
+    crate::queue::delete(conn, &batch.iter().map(|i| i.env.queue_id).collect::<Vec<_>>())?;
     Ok(outcomes)
 }
 
 /// Stores one event and updates its issue. `None` for a duplicate `event_id`.
-fn store_event(conn: &Connection, project_id: i64, ev: &NormalizedEvent) -> Result<Option<EventOutcome>> {
+fn store_event(conn: &Connection, project_id: i64, ev: &NormalizedEvent, blob: &[u8], agg: &mut Aggregates) -> Result<Option<EventOutcome>> {
     let exists: bool = conn
         .prepare_cached("SELECT EXISTS(SELECT 1 FROM events WHERE project_id = ? AND event_id = ?)")?
         .query_row(params![project_id, ev.event_id], |r| r.get(0))?;
@@ -109,13 +133,18 @@ fn store_event(conn: &Connection, project_id: i64, ev: &NormalizedEvent) -> Resu
     let (is_new, mut is_regression) = (issue_id.is_none(), false);
     let issue_id = match issue_id {
         Some(id) => {
-            let status: String = conn.prepare_cached("SELECT status FROM issues WHERE id = ?")?.query_row([id], |r| r.get(0))?;
-            if status == "resolved" {
-                is_regression = true;
-                conn.prepare_cached("UPDATE issues SET status = 'unresolved', substatus = 'regressed', resolved_at = NULL WHERE id = ?")?.execute([id])?;
+            // An issue seen unresolved earlier in this batch needs no check.
+            if !agg.unresolved.contains(&id) {
+                let status: String = conn.prepare_cached("SELECT status FROM issues WHERE id = ?")?.query_row([id], |r| r.get(0))?;
+                if status == "resolved" {
+                    is_regression = true;
+                    conn.prepare_cached("UPDATE issues SET status = 'unresolved', substatus = 'regressed', resolved_at = NULL WHERE id = ?")?.execute([id])?;
+                }
+                if status != "ignored" {
+                    agg.unresolved.insert(id);
+                }
             }
-            conn.prepare_cached("UPDATE issues SET last_seen = MAX(last_seen, ?1), first_seen = MIN(first_seen, ?1), times_seen = times_seen + 1 WHERE id = ?2")?
-                .execute(params![ev.timestamp, id])?;
+            agg.issues.entry(id).or_insert((0, ev.timestamp, ev.timestamp)).add(ev.timestamp);
             id
         }
         None => {
@@ -126,37 +155,85 @@ fn store_event(conn: &Connection, project_id: i64, ev: &NormalizedEvent) -> Resu
                  VALUES (?, ?, ?, ?, ?, ?, ?, 'unresolved', ?, ?, 1, ?, ?, ?)",
             )?
             .execute(params![project_id, ev.title, ev.culprit, ev.event_type.as_str(), ev.level.as_str(), ev.platform, logger, ev.timestamp, ev.timestamp, ev.release, ev.search_text, metadata.to_string()])?;
-            conn.last_insert_rowid()
+            let id = conn.last_insert_rowid();
+            agg.unresolved.insert(id);
+            id
         }
     };
     for h in &ev.grouping.hashes {
         conn.prepare_cached("INSERT OR IGNORE INTO group_hashes (project_id, hash, algorithm, issue_id) VALUES (?, ?, ?, ?)")?
             .execute(params![project_id, h, ev.grouping.algorithm, issue_id])?;
     }
-    let data = serde_json::to_vec(&ev.data).unwrap_or_default();
     conn.prepare_cached(
         "INSERT INTO events (project_id, event_id, issue_id, timestamp, received, level, title, environment, release, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )?
-    .execute(params![project_id, ev.event_id, issue_id, ev.timestamp, ev.received, ev.level.as_str(), ev.title, ev.environment, ev.release, crate::compress(&data)])?;
+    .execute(params![project_id, ev.event_id, issue_id, ev.timestamp, ev.received, ev.level.as_str(), ev.title, ev.environment, ev.release, blob])?;
     for (k, v) in &ev.tags {
-        conn.prepare_cached(
-            "INSERT INTO issue_tag_values (issue_id, key, value, times_seen, first_seen, last_seen) VALUES (?1, ?2, ?3, 1, ?4, ?4)
-             ON CONFLICT (issue_id, key, value) DO UPDATE SET times_seen = times_seen + 1, first_seen = MIN(first_seen, ?4), last_seen = MAX(last_seen, ?4)",
-        )?
-        .execute(params![issue_id, k, v, ev.timestamp])?;
+        agg.tags.entry((issue_id, k.clone(), v.clone())).or_insert((0, ev.timestamp, ev.timestamp)).add(ev.timestamp);
     }
     if let Some(user) = &ev.user_key {
-        let added = conn.prepare_cached("INSERT OR IGNORE INTO issue_users (issue_id, user_key) VALUES (?, ?)")?.execute(params![issue_id, user])?;
-        if added > 0 {
-            conn.prepare_cached("UPDATE issues SET user_count = user_count + 1 WHERE id = ?")?.execute([issue_id])?;
-        }
+        agg.users.insert((issue_id, user.clone()));
     }
     let hour = (ev.timestamp / 3600.0).floor() as i64 * 3600;
-    conn.prepare_cached(
-        "INSERT INTO issue_hourly (issue_id, hour, count) VALUES (?, ?, 1) ON CONFLICT (issue_id, hour) DO UPDATE SET count = count + 1",
-    )?
-    .execute(params![issue_id, hour])?;
+    *agg.hourly.entry((issue_id, hour)).or_default() += 1;
     Ok(Some(EventOutcome { project_id, event_id: ev.event_id.clone(), issue_id, is_new, is_regression }))
+}
+
+/// A count with the first and last time it was seen.
+type Seen = (i64, f64, f64);
+
+trait AddSeen {
+    fn add(&mut self, t: f64);
+}
+
+impl AddSeen for Seen {
+    fn add(&mut self, t: f64) {
+        self.0 += 1;
+        self.1 = self.1.min(t);
+        self.2 = self.2.max(t);
+    }
+}
+
+/// Counters summed over a batch and written once per key: a batch of 256
+/// events of one issue updates its 12 tag values once, not 256 times.
+#[derive(Default)]
+struct Aggregates {
+    /// Existing issues: events added, first and last seen (new issues start at 1 in their INSERT).
+    issues: HashMap<i64, Seen>,
+    tags: HashMap<(i64, String, String), Seen>,
+    users: std::collections::HashSet<(i64, String)>,
+    hourly: HashMap<(i64, i64), i64>,
+    /// Issues known to be unresolved (or ignored) in this batch: no regression check needed.
+    unresolved: std::collections::HashSet<i64>,
+}
+
+impl Aggregates {
+    fn flush(self, conn: &Connection) -> Result<()> {
+        for (id, (n, first, last)) in self.issues {
+            conn.prepare_cached("UPDATE issues SET times_seen = times_seen + ?1, first_seen = MIN(first_seen, ?2), last_seen = MAX(last_seen, ?3) WHERE id = ?4")?
+                .execute(params![n, first, last, id])?;
+        }
+        for ((issue_id, k, v), (n, first, last)) in self.tags {
+            conn.prepare_cached(
+                "INSERT INTO issue_tag_values (issue_id, key, value, times_seen, first_seen, last_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (issue_id, key, value) DO UPDATE SET times_seen = times_seen + ?4, first_seen = MIN(first_seen, ?5), last_seen = MAX(last_seen, ?6)",
+            )?
+            .execute(params![issue_id, k, v, n, first, last])?;
+        }
+        let mut new_users: HashMap<i64, i64> = HashMap::new();
+        for (issue_id, user) in self.users {
+            let added = conn.prepare_cached("INSERT OR IGNORE INTO issue_users (issue_id, user_key) VALUES (?, ?)")?.execute(params![issue_id, user])?;
+            *new_users.entry(issue_id).or_default() += added as i64;
+        }
+        for (issue_id, n) in new_users.into_iter().filter(|(_, n)| *n > 0) {
+            conn.prepare_cached("UPDATE issues SET user_count = user_count + ? WHERE id = ?")?.execute(params![n, issue_id])?;
+        }
+        for ((issue_id, hour), n) in self.hourly {
+            conn.prepare_cached("INSERT INTO issue_hourly (issue_id, hour, count) VALUES (?1, ?2, ?3) ON CONFLICT (issue_id, hour) DO UPDATE SET count = count + ?3")?
+                .execute(params![issue_id, hour, n])?;
+        }
+        Ok(())
+    }
 }
 
 /// What the issue list shows without loading an event (Sentry's `metadata`).
@@ -176,19 +253,18 @@ fn issue_metadata(ev: &NormalizedEvent) -> Value {
     Value::Object(m)
 }
 
-fn store_transaction(conn: &Connection, project_id: i64, tx: &NormalizedEvent) -> Result<()> {
+fn store_transaction(conn: &Connection, project_id: i64, tx: &NormalizedEvent, blob: &[u8]) -> Result<()> {
     let name = tx.data.get("transaction").and_then(Value::as_str).unwrap_or("<unlabeled transaction>");
     let trace = tx.data.get("contexts").and_then(|c| c.get("trace"));
     let op = trace.and_then(|t| t.get("op")).and_then(Value::as_str);
     let status = trace.and_then(|t| t.get("status")).and_then(Value::as_str);
     let start = tx.data.get("start_timestamp").and_then(Value::as_f64);
     let duration_ms = start.map(|s| (tx.timestamp - s) * 1000.0);
-    let data = serde_json::to_vec(&tx.data).unwrap_or_default();
     conn.prepare_cached(
         "INSERT OR IGNORE INTO transactions (project_id, event_id, name, op, status, start_timestamp, timestamp, duration_ms, environment, release, data)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )?
-    .execute(params![project_id, tx.event_id, name, op, status, start, tx.timestamp, duration_ms, tx.environment, tx.release, crate::compress(&data)])?;
+    .execute(params![project_id, tx.event_id, name, op, status, start, tx.timestamp, duration_ms, tx.environment, tx.release, blob])?;
     Ok(())
 }
 

@@ -38,12 +38,33 @@ pub struct QueueRow {
     pub envelope: QueuedEnvelope,
 }
 
-/// Appends envelopes to the queue (compressed).
-pub fn enqueue(conn: &Connection, items: &[QueuedEnvelope]) -> Result<()> {
+/// An envelope ready to be written: compressed and serialized by the caller,
+/// so that the single writer thread does nothing but SQL.
+#[derive(Debug, Clone)]
+pub struct PreparedEnvelope {
+    project_id: i64,
+    received: f64,
+    meta: String,
+    blob: Vec<u8>,
+}
+
+impl QueuedEnvelope {
+    /// Compresses the body and serializes the metadata (CPU work, off the writer).
+    pub fn prepare(&self) -> PreparedEnvelope {
+        PreparedEnvelope {
+            project_id: self.project_id,
+            received: self.received,
+            meta: serde_json::to_string(&self.meta).unwrap_or_else(|_| "{}".into()),
+            blob: crate::compress(&self.body),
+        }
+    }
+}
+
+/// Appends envelopes to the queue.
+pub fn enqueue(conn: &Connection, items: &[PreparedEnvelope]) -> Result<()> {
     let mut st = conn.prepare_cached("INSERT INTO queue (project_id, received, meta, body) VALUES (?, ?, ?, ?)")?;
     for item in items {
-        let meta = serde_json::to_string(&item.meta).unwrap_or_else(|_| "{}".into());
-        st.execute(params![item.project_id, item.received, meta, crate::compress(&item.body)])?;
+        st.execute(params![item.project_id, item.received, item.meta, item.blob])?;
     }
     Ok(())
 }

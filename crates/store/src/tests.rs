@@ -48,7 +48,8 @@ fn queue_round_trip_and_digest_exactly_once() {
     let body = envelope(&id, r#"{"message": "User 1 failed", "user": {"id": "1"}, "tags": {"t": "x"}}"#);
     let item = queue::QueuedEnvelope { project_id: pid, received: now(), meta: queue::QueueMeta::default(), body: body.clone() };
     // The same envelope queued twice (an SDK retry).
-    store.write_blocking(move |c| queue::enqueue(c, &[item.clone(), item])).unwrap();
+    let prepared = [item.prepare(), item.prepare()];
+    store.write_blocking(move |c| queue::enqueue(c, &prepared)).unwrap();
     let rows = store.read(|c| queue::fetch(c, 0, 10)).unwrap();
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0].envelope.body, body);
@@ -56,7 +57,8 @@ fn queue_round_trip_and_digest_exactly_once() {
         .iter()
         .map(|r| process_envelope(&Origin { queue_id: r.id, project_id: pid, received: r.envelope.received, ..Origin::default() }, &r.envelope.body))
         .collect();
-    let outcomes = store.write_blocking(move |c| digest::apply(c, &processed)).unwrap();
+    let prepared = digest::prepare(processed);
+    let outcomes = store.write_blocking(move |c| digest::apply(c, &prepared)).unwrap();
     assert_eq!(outcomes.len(), 1, "the duplicate is not counted");
     assert!(outcomes[0].is_new);
     assert_eq!(store.read(queue::len).unwrap(), 0, "digested rows leave the queue");
@@ -68,7 +70,8 @@ fn queue_round_trip_and_digest_exactly_once() {
     // Resolve, then a new event of the same issue is a regression.
     store.write_blocking(move |c| query::set_issue_status(c, issue.id, "resolved")).unwrap();
     let next = process_envelope(&Origin { project_id: pid, received: now(), ..Origin::default() }, &envelope(&"bb".repeat(16), r#"{"message": "User 2 failed", "user": {"id": "1"}}"#));
-    let outcomes = store.write_blocking(move |c| digest::apply(c, &[next])).unwrap();
+    let prepared = digest::prepare(vec![next]);
+    let outcomes = store.write_blocking(move |c| digest::apply(c, &prepared)).unwrap();
     assert!(!outcomes[0].is_new && outcomes[0].is_regression);
     let issue = store.read(|c| query::issue(c, issue.id)).unwrap();
     assert_eq!((issue.status.as_str(), issue.substatus.as_deref(), issue.times_seen, issue.user_count), ("unresolved", Some("regressed"), 2, 1));
