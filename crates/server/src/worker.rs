@@ -1,31 +1,85 @@
 //! The digest worker: takes queued envelopes in batches, processes them (CPU
 //! work, off the async threads), and stores each batch in one transaction that
 //! also deletes its queue rows.
+//!
+//! Two stages overlap: while the writer commits batch N, batch N+1 is read
+//! and processed. A queue row is never in two batches at once: the reader
+//! moves a cursor past what it has handed on, and only goes back to the
+//! start of the queue (to retry a failed batch, or pick up rows another
+//! process queued) when nothing is in flight.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use picket_core::process::{process_envelope, Origin};
+use picket_store::digest::PreparedBatchItem;
 use picket_store::queue;
 
 use crate::AppState;
 
-/// Runs until `shutdown` resolves; finishes the batch in hand first.
+/// A processed batch on its way to the writer.
+struct Batch {
+    items: Vec<PreparedBatchItem>,
+    rows: usize,
+}
+
+/// Runs until `shutdown` resolves; finishes the batches in hand first.
 pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(1);
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (state, in_flight, failed) = (state.clone(), in_flight.clone(), failed.clone());
+        tokio::spawn(async move {
+            while let Some(batch) = rx.recv().await {
+                let started = std::time::Instant::now();
+                let items = batch.items;
+                match state.store.write(move |c| picket_store::digest::apply(c, &items)).await {
+                    Ok(outcomes) => {
+                        state.queue_len.fetch_sub(batch.rows as i64, Ordering::Relaxed);
+                        let new_issues = outcomes.iter().filter(|o| o.is_new).count();
+                        let regressions = outcomes.iter().filter(|o| o.is_regression).count();
+                        tracing::debug!(envelopes = batch.rows, events = outcomes.len(), new_issues, regressions, commit_ms = started.elapsed().as_millis() as u64, "digested batch");
+                    }
+                    Err(e) => {
+                        // The rows stay queued; the reader goes back for them.
+                        tracing::error!(error = %e, envelopes = batch.rows, "storing a digest batch failed; it will be retried");
+                        failed.store(true, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+                in_flight.fetch_sub(1, Ordering::Release);
+            }
+        })
+    };
+
     let mut after = 0i64;
     loop {
         if *shutdown.borrow() {
             break;
         }
-        match digest_batch(&state, after).await {
-            Ok(Some(last)) => {
+        if failed.swap(false, Ordering::Relaxed) {
+            wait_idle(&in_flight).await;
+            after = 0;
+        }
+        match read_and_process(&state, after).await {
+            Ok(Some((last, batch))) => {
                 after = last;
-                continue;
+                in_flight.fetch_add(1, Ordering::Acquire);
+                if tx.send(batch).await.is_err() {
+                    break;
+                }
             }
             Ok(None) => {
-                // Nothing waiting: sleep until something is queued (or a
-                // while, to pick up rows queued by another process).
-                after = 0;
+                // Nothing past the cursor. Once the writer is done, start again
+                // from the beginning (rows of a failed batch, rows queued by
+                // another process), sleeping until something is queued.
+                wait_idle(&in_flight).await;
+                if after != 0 {
+                    after = 0;
+                    continue;
+                }
                 tokio::select! {
                     _ = state.queued.notified() => {}
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -33,22 +87,30 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, "digest batch failed; retrying in 1s");
+                tracing::error!(error = %e, "reading the queue failed; retrying in 1s");
+                wait_idle(&in_flight).await;
                 after = 0;
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
     }
+    drop(tx);
+    let _ = writer.await;
 }
 
-/// Digests one batch; returns the last queue id handled, or `None` when the queue was empty.
-pub async fn digest_batch(state: &AppState, after: i64) -> picket_store::Result<Option<i64>> {
+async fn wait_idle(in_flight: &AtomicUsize) {
+    while in_flight.load(Ordering::Acquire) > 0 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Reads and processes the next batch after `after`; `None` when there is none.
+async fn read_and_process(state: &AppState, after: i64) -> picket_store::Result<Option<(i64, Batch)>> {
     let limit = state.settings.digest_batch;
     let rows = state.store.read_async(move |c| queue::fetch(c, after, limit)).await?;
     let Some(last) = rows.last().map(|r| r.id) else { return Ok(None) };
     let n = rows.len();
-    let started = std::time::Instant::now();
-    let prepared = tokio::task::spawn_blocking(move || {
+    let items = tokio::task::spawn_blocking(move || {
         let processed = rows
             .iter()
             .map(|row| {
@@ -66,10 +128,5 @@ pub async fn digest_batch(state: &AppState, after: i64) -> picket_store::Result<
     })
     .await
     .map_err(|e| picket_store::StoreError::Invalid(format!("digest task failed: {e}")))?;
-    let outcomes = state.store.write(move |c| picket_store::digest::apply(c, &prepared)).await?;
-    state.queue_len.fetch_sub(n as i64, Ordering::Relaxed);
-    let new_issues = outcomes.iter().filter(|o| o.is_new).count();
-    let regressions = outcomes.iter().filter(|o| o.is_regression).count();
-    tracing::debug!(envelopes = n, events = outcomes.len(), new_issues, regressions, elapsed_ms = started.elapsed().as_millis() as u64, "digested batch");
-    Ok(Some(last))
+    Ok(Some((last, Batch { items, rows: n })))
 }

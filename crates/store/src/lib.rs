@@ -78,7 +78,11 @@ struct Inner {
 
 /// Most jobs committed in one transaction.
 const MAX_GROUP: usize = 512;
-const MAX_IDLE_READERS: usize = 8;
+const MAX_IDLE_READERS: usize = 4;
+/// Page cache of the writer (KiB): it touches the hot indexes of every batch.
+const WRITER_CACHE_KIB: i64 = 16_000;
+/// Page cache of each reader (KiB): API reads are small and many readers add up.
+const READER_CACHE_KIB: i64 = 2_000;
 
 impl Store {
     /// Opens (creating and migrating if needed) the database at `path`.
@@ -89,6 +93,7 @@ impl Store {
             }
         }
         let mut conn = open_connection(path)?;
+        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
         conn.pragma_update(None, "synchronous", match durability {
             Durability::Full => "FULL",
             Durability::Normal => "NORMAL",
@@ -156,6 +161,7 @@ impl Store {
             None => {
                 let c = open_connection(&self.inner.path)?;
                 c.pragma_update(None, "query_only", true)?;
+                c.pragma_update(None, "cache_size", -READER_CACHE_KIB)?;
                 c
             }
         };
@@ -235,7 +241,6 @@ fn open_connection(path: &Path) -> Result<Connection> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "foreign_keys", true)?;
-    conn.pragma_update(None, "cache_size", -16000)?;
     Ok(conn)
 }
 

@@ -69,7 +69,12 @@ pub fn enqueue(conn: &Connection, items: &[PreparedEnvelope]) -> Result<()> {
     Ok(())
 }
 
-/// The oldest `limit` rows with an id above `after` (rows stay until digested).
+/// Most decompressed bytes in one batch: large events make smaller batches,
+/// so memory stays bounded whatever their size (at least one row is returned).
+pub const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
+
+/// The oldest rows with an id above `after`, at most `limit` of them and about
+/// [`MAX_BATCH_BYTES`] (rows stay in the queue until digested).
 pub fn fetch(conn: &Connection, after: i64, limit: usize) -> Result<Vec<QueueRow>> {
     let mut st = conn.prepare_cached("SELECT id, project_id, received, meta, body FROM queue WHERE id > ? ORDER BY id LIMIT ?")?;
     let rows = st.query_map(params![after, limit as i64], |r| {
@@ -78,9 +83,14 @@ pub fn fetch(conn: &Connection, after: i64, limit: usize) -> Result<Vec<QueueRow
         Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, f64>(2)?, meta, body))
     })?;
     let mut out = Vec::new();
+    let mut bytes = 0;
     for row in rows {
+        if bytes >= MAX_BATCH_BYTES {
+            break;
+        }
         let (id, project_id, received, meta, body) = row?;
         let body = crate::decompress(&body)?;
+        bytes += body.len();
         out.push(QueueRow { id, envelope: QueuedEnvelope { project_id, received, meta: serde_json::from_str(&meta).unwrap_or_default(), body } });
     }
     Ok(out)
