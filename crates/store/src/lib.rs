@@ -82,7 +82,7 @@ const MAX_IDLE_READERS: usize = 4;
 /// Page cache of the writer (KiB): it touches the hot indexes of every batch.
 const WRITER_CACHE_KIB: i64 = 16_000;
 /// Page cache of each reader (KiB): API reads are small and many readers add up.
-const READER_CACHE_KIB: i64 = 2_000;
+const READER_CACHE_KIB: i64 = 8_000;
 
 impl Store {
     /// Opens (creating and migrating if needed) the database at `path`.
