@@ -236,21 +236,13 @@ async fn get_issue(State(state): State<AppState>, headers: HeaderMap, Path(id): 
     let (tags, hourly) = state
         .store
         .read_async(move |c| {
-            let tags = query::tag_keys(c, iid)?;
-            let mut st = c.prepare("SELECT hour, count FROM issue_hourly WHERE issue_id = ? ORDER BY hour DESC LIMIT 24")?;
-            let hourly: Vec<(i64, i64)> = st.query_map([iid], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite_result::Result<_>>()?;
-            Ok((tags, hourly))
+            Ok((query::tag_keys(c, iid)?, query::hourly_counts(c, iid, 24)?))
         })
         .await?;
     let mut v = issue_json(&state, &issue, &p);
     v["tags"] = Value::Array(tags.iter().map(|(k, total, distinct)| json!({"key": k, "name": k, "totalValues": total, "uniqueValues": distinct})).collect());
-    v["stats"] = json!({"24h": hourly.iter().rev().map(|(h, c)| json!([h, c])).collect::<Vec<_>>()});
+    v["stats"] = json!({"24h": hourly.iter().map(|(h, c)| json!([h, c])).collect::<Vec<_>>()});
     Ok(Json(v))
-}
-
-/// Re-exported so that closures above can name rusqlite's result type without a direct dependency.
-mod rusqlite_result {
-    pub type Result<T> = std::result::Result<T, picket_store::rusqlite::Error>;
 }
 
 #[derive(Debug, Deserialize)]

@@ -25,8 +25,6 @@ pub mod query;
 pub mod queue;
 pub mod schema;
 
-/// Re-exported for callers that run their own queries in [`Store::read`].
-pub use rusqlite;
 
 /// A storage error. The message says what failed and, where it can, what to do.
 #[derive(Debug, thiserror::Error)]

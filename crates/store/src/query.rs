@@ -280,6 +280,14 @@ pub fn tag_keys(conn: &Connection, issue_id: i64) -> Result<Vec<(String, i64, i6
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// Events per hour of an issue, the last `hours` hours that had any, oldest first.
+pub fn hourly_counts(conn: &Connection, issue_id: i64, hours: usize) -> Result<Vec<(i64, i64)>> {
+    let mut st = conn.prepare("SELECT hour, count FROM issue_hourly WHERE issue_id = ? ORDER BY hour DESC LIMIT ?")?;
+    let mut rows: Vec<(i64, i64)> = st.query_map(params![issue_id, hours as i64], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+    rows.reverse();
+    Ok(rows)
+}
+
 /// An attachment's description (the data is read separately).
 #[derive(Debug, Clone)]
 pub struct AttachmentInfo {
