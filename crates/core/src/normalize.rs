@@ -539,16 +539,27 @@ fn normalize_exception(data: &mut Map<String, Value>) {
     normalize_stacktrace(data.get_mut("stacktrace"));
 }
 
+/// Most frames kept per stack trace, as Relay: the outermost
+/// [`KEEP_OUTER_FRAMES`] and the innermost rest (where the error happened).
+const MAX_FRAMES: usize = 250;
+const KEEP_OUTER_FRAMES: usize = 50;
+
 fn normalize_stacktrace(st: Option<&mut Value>) {
     let Some(st) = st else { return };
     let Some(obj) = st.as_object_mut() else {
         *st = Value::Null;
         return;
     };
-    let frames = match obj.remove("frames") {
+    let mut frames: Vec<Value> = match obj.remove("frames") {
         Some(Value::Array(f)) => f.into_iter().filter(Value::is_object).collect(),
         _ => vec![],
     };
+    if frames.len() > MAX_FRAMES {
+        // Frames run outermost first: drop from the middle, say which.
+        let end = frames.len() - (MAX_FRAMES - KEEP_OUTER_FRAMES);
+        frames.drain(KEEP_OUTER_FRAMES..end);
+        obj.insert("frames_omitted".into(), json!([KEEP_OUTER_FRAMES, end]));
+    }
     obj.insert("frames".into(), Value::Array(frames));
 }
 

@@ -87,6 +87,20 @@ fn exception_shapes() {
 }
 
 #[test]
+fn long_stack_traces_keep_both_ends() {
+    let frames: Vec<Value> = (0..10_000).map(|i| json!({"function": format!("f{i}"), "in_app": true})).collect();
+    let e = norm(json!({"exception": [{"type": "RecursionError", "stacktrace": {"frames": frames}}]}));
+    let st = &e.data["exception"]["values"][0]["stacktrace"];
+    let kept = st["frames"].as_array().unwrap();
+    assert_eq!(kept.len(), 250);
+    assert_eq!(kept[0]["function"], "f0");
+    assert_eq!(kept[49]["function"], "f49");
+    assert_eq!(kept[50]["function"], "f9800");
+    assert_eq!(kept[249]["function"], "f9999", "the crashing frame is kept");
+    assert_eq!(st["frames_omitted"], json!([50, 9800]));
+}
+
+#[test]
 fn headers_as_pairs_or_lists() {
     let e = norm(json!({"request": {"headers": [["A", "1"], ["B", 2]]}}));
     assert_eq!(e.data["request"]["headers"], json!([["A", "1"], ["B", "2"]]));
