@@ -1,9 +1,11 @@
 // Sends a representative set of events with the real @sentry/node.
-// Usage: node send.mjs DSN   (run with NODE_PATH or from the installed node/ folder)
+// Usage: node send.mjs DSN   (or SENTRY_DSN in the environment)
+// ES modules ignore NODE_PATH and resolve packages next to the script: run a
+// copy placed in the installed project ($PICKET_TEST_DEPS/node), as the test does.
 // Prints the event ids it got as one JSON object on the last line.
 import * as Sentry from "@sentry/node";
 
-const dsn = process.argv[2];
+const dsn = process.argv[2] ?? process.env.SENTRY_DSN;
 // traceLifecycle "static": v11 streams spans as `span` items by default, which
 // Picket counts but does not store yet; "static" sends a `transaction` event.
 Sentry.init({ dsn, release: "app@1.0.0", environment: "e2e", tracesSampleRate: 1.0, traceLifecycle: "static", sendDefaultPii: true });
@@ -43,6 +45,12 @@ try {
 // so the call site is part of the grouping, as in Sentry).
 for (const [name, user] of [["message_a", 17], ["message_b", 23]]) {
   ids[name] = Sentry.captureMessage(`User ${user} failed to log in`, "error");
+}
+
+// Parameterized messages (Sentry.parameterize): the SDK sends only a
+// `logentry` with the template and the values, no formatted message.
+for (const [name, user] of [["param_a", "alice"], ["param_b", "bob"]]) {
+  ids[name] = Sentry.captureMessage(Sentry.parameterize`User ${user} failed to pay`, "error");
 }
 
 // An attachment.

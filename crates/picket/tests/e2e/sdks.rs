@@ -43,7 +43,8 @@ struct Checked<'a> {
 impl Checked<'_> {
     /// Waits until every event the SDK acknowledged is stored and retrievable.
     fn new(p: &Picket, ids: HashMap<String, String>) -> Checked<'_> {
-        let events: Vec<&String> = ids.iter().filter(|(k, _)| *k != "check_in").map(|(_, v)| v).collect();
+        // `check_in` is a check-in id, and `_*` keys are facts about the run, not events.
+        let events: Vec<&String> = ids.iter().filter(|(k, _)| *k != "check_in" && !k.starts_with('_')).map(|(_, v)| v).collect();
         p.wait_for(&format!("{} events", events.len()), || events.iter().all(|id| p.api_request("GET", &format!("/api/0/projects/acme/web/events/{id}/"), None).0 == 200));
         Checked { p, ids }
     }
@@ -54,6 +55,10 @@ impl Checked<'_> {
 
     fn group(&self, name: &str) -> String {
         self.event(name)["groupID"].as_str().unwrap().to_string()
+    }
+
+    fn issue(&self, name: &str) -> Value {
+        self.p.api(&format!("/api/0/issues/{}/", self.group(name)))
     }
 
     fn exceptions(&self, name: &str) -> Vec<Value> {
@@ -117,6 +122,11 @@ fn python_sdk(venv: &str) -> (Picket, HashMap<String, String>) {
     (p, ids)
 }
 
+/// How many envelopes the SDK compressed with brotli (the script counts them).
+fn br_bodies(ids: &HashMap<String, String>) -> u32 {
+    ids.get("_br_bodies").and_then(|n| n.parse().ok()).expect("the script reports _br_bodies")
+}
+
 fn check_python(p: &Picket, ids: HashMap<String, String>) {
     let c = Checked::new(p, ids);
     c.grouping();
@@ -125,6 +135,7 @@ fn check_python(p: &Picket, ids: HashMap<String, String>) {
     assert_eq!((chain[0]["type"].as_str(), chain[1]["type"].as_str()), (Some("KeyError"), Some("RuntimeError")));
     assert_eq!(c.event("chained")["title"], "RuntimeError: config unavailable");
     assert_eq!(c.group("log_a"), c.group("log_b"), "logger.error(\"User %s failed to pay\", name): one issue");
+    assert_eq!(c.issue("log_a")["count"], "2");
     assert_eq!(c.event("log_a")["message"], "User alice failed to pay");
     c.scope_data("same_a", "py@example.com", true);
     assert_eq!(c.event("same_a")["user"]["id"], "42", "a numeric user id becomes a string");
@@ -137,16 +148,19 @@ fn check_python(p: &Picket, ids: HashMap<String, String>) {
 #[test]
 fn python_sentry_sdk() {
     let (p, ids) = python_sdk("py-sdk");
+    assert_eq!(br_bodies(&ids), 0, "no brotli in this venv: the SDK sends gzip");
     check_python(&p, ids);
 }
 
 #[test]
-fn python_sentry_sdk_with_brotli() {
+fn python_sentry_sdk_brotli() {
     // With brotli importable the SDK compresses with br instead of gzip.
     let deps = deps_dir();
     let probe = Command::new(deps.join("py-sdk-brotli/bin/python")).args(["-c", "import brotli"]).status().unwrap();
     assert!(probe.success(), "brotli is not importable in the py-sdk-brotli venv");
     let (p, ids) = python_sdk("py-sdk-brotli");
+    // Every event, the transaction, session and check-in went out as br bodies.
+    assert!(br_bodies(&ids) >= 10, "the SDK did not send br: {ids:?}");
     check_python(&p, ids);
 }
 
@@ -161,6 +175,7 @@ fn raven_6_10() {
     // raven sends its params repr()-quoted, and Sentry formats them so too.
     assert_eq!(c.event("message_a")["message"], "User 'alice' failed to pay");
     assert_eq!(c.event("logging")["message"], "Disk /var is full");
+    assert_eq!(c.issue("message_a")["count"], "2");
     let e = c.event("same_a");
     assert_eq!(e["user"]["email"], "raven@example.com");
     assert_eq!(e["user"]["id"], "7");
@@ -188,6 +203,13 @@ fn node_sentry_11() {
     assert_eq!(chain[1]["type"], "Error");
     assert_eq!(c.group("message_a"), c.group("message_b"), "messages from one place differing in a number: one issue");
     assert_eq!(c.event("message_a")["title"], "User 17 failed to log in");
+    // Sentry.parameterize sends only logentry {message: template, params}: the
+    // server formats it, and the template groups.
+    assert_eq!(c.group("param_a"), c.group("param_b"), "parameterize`User ${{user}} failed to pay`: one issue");
+    assert_ne!(c.group("param_a"), c.group("message_a"));
+    assert_eq!(c.event("param_a")["message"], "User alice failed to pay");
+    assert_eq!(c.event("param_b")["title"], "User bob failed to pay");
+    assert_eq!(c.issue("param_a")["count"], "2");
     c.scope_data("same_a", "node@example.com", true);
     c.attachment("attachment", "node.txt", "hello from node".len());
     c.transaction("checkout");
