@@ -3,6 +3,7 @@
 //! The workspace, one crate per stage of an event's life:
 //! - `picket-protocol`: the wire format (DSN, auth, envelopes, bodies). No I/O.
 //! - `picket-core`: normalization, titles, grouping, processing of envelopes. No I/O.
+//!   (Used by the store and the server; this crate does not call it directly.)
 //! - `picket-store`: SQLite storage, the durable queue, digest application, queries.
 //! - `picket-server`: HTTP ingest, the `/api/0/` API, the digest worker.
 //! - `picket` (this crate): the command line and configuration.

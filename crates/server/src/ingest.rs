@@ -61,13 +61,15 @@ struct RequestInfo {
     client_ip: Option<String>,
 }
 
-fn request_info(req: &Request, trust_forwarded_for: bool) -> RequestInfo {
-    let headers = req.headers().clone();
+/// Splits a request into what ingest reads of it and its body (no copies).
+fn request_info(req: Request, trust_forwarded_for: bool) -> (RequestInfo, Body) {
+    let (parts, body) = req.into_parts();
     let forwarded = trust_forwarded_for
-        .then(|| headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()).and_then(|v| v.split(',').next()).map(|s| s.trim().to_string()))
+        .then(|| parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()).and_then(|v| v.split(',').next()).map(|s| s.trim().to_string()))
         .flatten();
-    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
-    RequestInfo { query: req.uri().query().unwrap_or_default().to_string(), client_ip: forwarded.or(peer), headers }
+    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+    let info = RequestInfo { query: parts.uri.query().unwrap_or_default().to_string(), client_ip: forwarded.or(peer), headers: parts.headers };
+    (info, body)
 }
 
 /// Reads the body up to `limit` bytes as they arrive; more is a 413 before
@@ -224,7 +226,7 @@ async fn enqueue(state: &AppState, items: Vec<QueuedEnvelope>) -> Result<(), Api
 }
 
 fn meta(info: &RequestInfo, auth: &ClientAuth) -> QueueMeta {
-    QueueMeta { client_ip: info.client_ip.clone(), sdk_client: auth.client.clone(), public_key: Some(auth.public_key.clone()) }
+    QueueMeta { client_ip: info.client_ip.clone(), sdk_client: auth.client.clone() }
 }
 
 fn id_response(event_id: Option<String>) -> Response {
@@ -287,8 +289,8 @@ fn check_items(env: &Envelope<'_>) -> Result<i64, ApiError> {
 /// `POST /api/{project_id}/envelope/`
 async fn envelope(State(state): State<AppState>, Path(project_id): Path<String>, req: Request) -> Result<Response, ApiError> {
     let project_id = parse_project_id(&project_id)?;
-    let info = request_info(&req, state.settings.trust_forwarded_for);
-    let raw = read_body(req.into_body(), MAX_ENVELOPE_COMPRESSED).await?;
+    let (info, body) = request_info(req, state.settings.trust_forwarded_for);
+    let raw = read_body(body, MAX_ENVELOPE_COMPRESSED).await?;
     let body = decode_body(&info.headers, &raw, MAX_ENVELOPE_SIZE)?;
     drop(raw);
     let env = Envelope::parse(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -343,7 +345,7 @@ async fn store_inner(state: AppState, project_id: Option<i64>, req: Request) -> 
             return envelope(State(state), Path(pid.to_string()), req).await;
         }
     }
-    let info = request_info(&req, state.settings.trust_forwarded_for);
+    let (info, body) = request_info(req, state.settings.trust_forwarded_for);
     let json_bytes = if method == Method::GET {
         let data = info
             .query
@@ -353,7 +355,7 @@ async fn store_inner(state: AppState, project_id: Option<i64>, req: Request) -> 
             .ok_or_else(|| ApiError::bad_request("GET /store/ needs the event in ?sentry_data="))?;
         picket_protocol::store::decode_store_body(data.as_bytes(), MAX_EVENT_SIZE).map_err(|e| ApiError::bad_request(e.to_string()))?
     } else {
-        let raw = read_body(req.into_body(), MAX_ENVELOPE_COMPRESSED).await?;
+        let raw = read_body(body, MAX_ENVELOPE_COMPRESSED).await?;
         let body = decode_body(&info.headers, &raw, MAX_EVENT_SIZE)?;
         picket_protocol::store::decode_store_body(&body, MAX_EVENT_SIZE).map_err(|e| match e {
             decompress::DecodeError::TooLarge { limit } => ApiError::too_large(format!("event exceeds {limit} bytes")),
@@ -389,8 +391,8 @@ async fn store_inner(state: AppState, project_id: Option<i64>, req: Request) -> 
 /// `POST /api/{project_id}/security/`: CSP reports from browsers (key in the query).
 async fn security_report(State(state): State<AppState>, Path(project_id): Path<String>, req: Request) -> Result<Response, ApiError> {
     let project_id = parse_project_id(&project_id)?;
-    let info = request_info(&req, state.settings.trust_forwarded_for);
-    let raw = read_body(req.into_body(), MAX_SECURITY_REPORT_SIZE).await?;
+    let (info, body) = request_info(req, state.settings.trust_forwarded_for);
+    let raw = read_body(body, MAX_SECURITY_REPORT_SIZE).await?;
     let body = decode_body(&info.headers, &raw, MAX_SECURITY_REPORT_SIZE)?;
     let auth = client_auth(&info, None)?;
     let key = authenticate(&state, &auth, Some(project_id)).await?;

@@ -149,7 +149,7 @@ impl Store {
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         let fut = self.write(f);
-        futures_lite_block_on(fut)
+        block_on(fut)
     }
 
     /// Runs `f` on a reader connection (blocking; call from `spawn_blocking` in async code).
@@ -243,7 +243,7 @@ fn open_connection(path: &Path) -> Result<Connection> {
 }
 
 /// Minimal executor for the CLI: the writer resolves the future from another thread.
-fn futures_lite_block_on<F: std::future::Future>(fut: F) -> F::Output {
+fn block_on<F: std::future::Future>(fut: F) -> F::Output {
     use std::task::{Context, Poll, Wake, Waker};
     struct ThreadWaker(std::thread::Thread);
     impl Wake for ThreadWaker {

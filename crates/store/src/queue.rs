@@ -17,9 +17,6 @@ pub struct QueueMeta {
     /// `sentry_client` from the auth information.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sdk_client: Option<String>,
-    /// The key the request authenticated with.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub public_key: Option<String>,
 }
 
 /// One queued envelope (decompressed, as our own envelope bytes).

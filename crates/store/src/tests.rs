@@ -31,9 +31,9 @@ fn a_failing_job_rolls_back_alone() {
         Err::<(), _>(StoreError::Invalid("this job fails".into()))
     });
     let ok2 = store.write(|c| accounts::create_org(c, "three", "Three"));
-    assert!(futures_lite_block_on(ok1).is_ok());
-    assert!(futures_lite_block_on(bad).is_err());
-    assert!(futures_lite_block_on(ok2).is_ok());
+    assert!(block_on(ok1).is_ok());
+    assert!(block_on(bad).is_err());
+    assert!(block_on(ok2).is_ok());
     let slugs: Vec<String> = store.read(accounts::list_orgs).unwrap().into_iter().map(|o| o.slug).collect();
     assert_eq!(slugs, ["one", "three"]);
     store.close();
