@@ -54,6 +54,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         match e {
             StoreError::NotFound(what) => ApiError::not_found(format!("{what} not found")),
+            e @ StoreError::Missing { .. } => ApiError::not_found(e.to_string()),
             StoreError::Invalid(msg) => ApiError::bad_request(msg),
             StoreError::Conflict(what) => ApiError::new(StatusCode::CONFLICT, format!("{what} already exists")),
             other => {

@@ -109,7 +109,7 @@ pub fn user_by_id(conn: &Connection, id: i64) -> Result<User> {
 pub fn user_by_email(conn: &Connection, email: &str) -> Result<User> {
     conn.query_row("SELECT id, email, is_superuser FROM users WHERE email = ?", [email.trim()], |r| Ok(User { id: r.get(0)?, email: r.get(1)?, is_superuser: r.get(2)? }))
         .optional()?
-        .ok_or_else(|| StoreError::NotFound(format!("user '{email}' (create it with: picket createuser --email {email} --password ...)")))
+        .ok_or_else(|| StoreError::Missing { what: format!("user '{email}'"), fix: format!("create it with: picket createuser --email {email} --password ...") })
 }
 
 pub fn count_users(conn: &Connection) -> Result<i64> {
@@ -131,7 +131,7 @@ pub fn org_by_slug(conn: &Connection, slug: &str) -> Result<Organization> {
         Ok(Organization { id: r.get(0)?, slug: r.get(1)?, name: r.get(2)?, created_at: r.get(3)? })
     })
     .optional()?
-    .ok_or_else(|| StoreError::NotFound(format!("organization '{slug}' (create it with: picket org create {slug})")))
+    .ok_or_else(|| StoreError::Missing { what: format!("organization '{slug}'"), fix: format!("create it with: picket org create {slug}") })
 }
 
 pub fn list_orgs(conn: &Connection) -> Result<Vec<Organization>> {

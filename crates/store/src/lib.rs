@@ -33,6 +33,9 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("{0} not found")]
     NotFound(String),
+    /// Not found, with what to do about it.
+    #[error("{what} not found; {fix}")]
+    Missing { what: String, fix: String },
     #[error("{0}")]
     Invalid(String),
     #[error("{0} already exists")]
