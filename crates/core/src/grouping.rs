@@ -33,8 +33,13 @@ const MAX_CONTEXT_LINE: usize = 120;
 
 /// Computes the grouping hashes of a normalized payload.
 pub fn compute(data: &Map<String, Value>, platform: &str) -> GroupingResult {
-    let app = default_key(data, platform, Variant::App);
-    let system = default_key(data, platform, Variant::System);
+    compute_with(picket_plugin_api::Registry::global(), data, platform)
+}
+
+/// [`compute`] with the interfaces of `registry`.
+pub fn compute_with(registry: &picket_plugin_api::Registry, data: &Map<String, Value>, platform: &str) -> GroupingResult {
+    let app = default_key(registry, data, platform, Variant::App);
+    let system = default_key(registry, data, platform, Variant::System);
     let fingerprint: Option<Vec<String>> = data
         .get("fingerprint")
         .and_then(Value::as_array)
@@ -110,51 +115,28 @@ fn tag_value(data: &Map<String, Value>, key: &str) -> Option<String> {
     })
 }
 
+/// Which frames count.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Variant {
+pub(crate) enum Variant {
     /// Only in-app frames contribute (when any frame is marked in-app).
     App,
     /// All frames contribute.
     System,
 }
 
-/// The default grouping key: exceptions, else a stack trace, else CSP, else the message.
-fn default_key(data: &Map<String, Value>, platform: &str, variant: Variant) -> String {
-    if let Some(values) = data.get("exception").and_then(|e| e.get("values")).and_then(Value::as_array).filter(|v| !v.is_empty()) {
-        let parts: Vec<String> = values.iter().map(|e| exception_component(e, platform, variant)).collect();
-        return format!("exception\u{1e}{}", parts.join("\u{1e}"));
-    }
-    if let Some(frames) = single_thread_frames(data).or_else(|| frames_of(data.get("stacktrace"))) {
-        if let Some(c) = frames_component(frames, platform, variant) {
-            return format!("stacktrace\u{1e}{c}");
-        }
-    }
-    if let Some(csp) = data.get("csp").and_then(Value::as_object) {
-        let directive = csp.get("effective_directive").and_then(Value::as_str).unwrap_or_default();
-        let blocked = csp.get("blocked_uri").and_then(Value::as_str).unwrap_or_default();
-        let host = blocked.split_once("://").map_or(blocked, |(_, r)| r.split('/').next().unwrap_or(r));
-        return format!("csp\u{1e}{directive}\u{1e}{host}");
-    }
-    let message = data
-        .get("logentry")
-        .and_then(|l| l.get("message").or_else(|| l.get("formatted")))
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    format!("message\u{1e}{}", normalize_for_grouping(message))
+/// The default grouping key: the component of the highest-scoring interface
+/// that proposes one (Picket's: exceptions, then a single thread's or a bare
+/// stack trace, then CSP, then the message); an event with none of them
+/// groups by its (empty) message.
+fn default_key(registry: &picket_plugin_api::Registry, data: &Map<String, Value>, platform: &str, variant: Variant) -> String {
+    crate::interfaces::grouping_component(registry, data, platform, variant).unwrap_or_else(|| "message\u{1e}".to_string())
 }
 
-fn frames_of(st: Option<&Value>) -> Option<&Vec<Value>> {
+pub(crate) fn frames_of(st: Option<&Value>) -> Option<&Vec<Value>> {
     st.and_then(|s| s.get("frames")).and_then(Value::as_array).filter(|f| !f.is_empty())
 }
 
-fn single_thread_frames(data: &Map<String, Value>) -> Option<&Vec<Value>> {
-    let threads = data.get("threads")?.get("values")?.as_array()?;
-    let mut with_stack = threads.iter().filter_map(|t| frames_of(t.get("stacktrace")));
-    let first = with_stack.next()?;
-    with_stack.next().is_none().then_some(first)
-}
-
-fn exception_component(exc: &Value, platform: &str, variant: Variant) -> String {
+pub(crate) fn exception_component(exc: &Value, platform: &str, variant: Variant) -> String {
     let synthetic = exc.get("mechanism").and_then(|m| m.get("synthetic")).and_then(Value::as_bool) == Some(true);
     let ty = if synthetic { "" } else { exc.get("type").and_then(Value::as_str).unwrap_or_default() };
     let frames = frames_of(exc.get("stacktrace")).and_then(|f| frames_component(f, platform, variant));
@@ -170,7 +152,7 @@ fn exception_component(exc: &Value, platform: &str, variant: Variant) -> String 
 }
 
 /// Frame components joined; `None` when no frame contributes.
-fn frames_component(frames: &[Value], platform: &str, variant: Variant) -> Option<String> {
+pub(crate) fn frames_component(frames: &[Value], platform: &str, variant: Variant) -> Option<String> {
     let any_in_app = frames.iter().any(|f| f.get("in_app").and_then(Value::as_bool) == Some(true));
     let mut parts: Vec<String> = Vec::new();
     let mut previous: Option<&Value> = None;

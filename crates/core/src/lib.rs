@@ -17,6 +17,7 @@
 //! ```
 
 pub mod grouping;
+pub mod interfaces;
 pub mod message;
 pub mod normalize;
 pub mod process;

@@ -6,6 +6,8 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{json, Map, Value};
 
+use picket_plugin_api::{Event, NormalizeContext, Registry};
+
 use crate::{grouping, title};
 
 /// Event severity, ordered from least to most severe.
@@ -91,6 +93,8 @@ pub struct Context {
     pub client_ip: Option<String>,
     /// The SDK from the envelope header or the auth `sentry_client`.
     pub sdk: Option<Value>,
+    /// The project the event was sent to.
+    pub project_id: i64,
 }
 
 impl Context {
@@ -122,6 +126,8 @@ pub struct NormalizedEvent {
     pub user_key: Option<String>,
     /// Grouping hashes, the most specific first, and the algorithm that made them.
     pub grouping: grouping::GroupingResult,
+    /// Aggregate views (slugs) the event's issue belongs to.
+    pub views: Vec<&'static str>,
     /// The normalized payload as stored.
     pub data: Map<String, Value>,
 }
@@ -133,29 +139,13 @@ pub enum NormalizeError {
     NotAnObject(&'static str),
 }
 
-/// Keys of the old `sentry.interfaces.*` form and their current names.
-const LEGACY_KEYS: &[(&str, &str)] = &[
-    ("sentry.interfaces.Exception", "exception"),
-    ("sentry.interfaces.Message", "logentry"),
-    ("sentry.interfaces.Http", "request"),
-    ("sentry.interfaces.User", "user"),
-    ("sentry.interfaces.Stacktrace", "stacktrace"),
-    ("sentry.interfaces.Template", "template"),
-    ("sentry.interfaces.Query", "query"),
-    ("sentry.interfaces.Breadcrumbs", "breadcrumbs"),
-    ("sentry.interfaces.Contexts", "contexts"),
-    ("sentry.interfaces.Csp", "csp"),
-    ("sentry.interfaces.DebugMeta", "debug_meta"),
-    ("sentry.interfaces.Threads", "threads"),
-];
-
 const VALID_PLATFORMS: &[&str] = &[
     "as3", "c", "cfml", "cocoa", "csharp", "elixir", "go", "groovy", "haskell", "java", "javascript", "native", "node", "objc",
     "other", "perl", "php", "python", "ruby", "rust", "dart", "kotlin", "swift",
 ];
 
 /// Relay's limits, in characters.
-mod max_chars {
+pub(crate) mod max_chars {
     pub const LOGGER: usize = 64;
     pub const CULPRIT: usize = 200;
     pub const SERVER_NAME: usize = 256;
@@ -170,7 +160,6 @@ mod max_chars {
     pub const TRANSACTION: usize = 200;
 }
 
-const MAX_BREADCRUMBS: usize = 100;
 const MAX_TAGS: usize = 200;
 /// Timestamps further ahead than this are reset to the receive time.
 const MAX_SECS_IN_FUTURE: f64 = 60.0;
@@ -181,17 +170,32 @@ const MIN_CLOCK_DRIFT_SECS: f64 = 55.0 * 60.0;
 
 /// Normalizes an event payload. Only a payload that is not an object is refused.
 pub fn normalize(raw: Value, ctx: &Context) -> Result<NormalizedEvent, NormalizeError> {
+    normalize_with(raw, ctx, Registry::global(), &NoHooks)
+}
+
+/// What plugins do to an event on its way in (see [`crate::plugins`]).
+pub trait EventHooks {
+    /// Changes the normalized payload before title, tags and grouping are computed.
+    fn preprocess(&self, _data: &mut Map<String, Value>) {}
+    /// Tags to add, computed from the event before it is grouped.
+    fn extra_tags(&self, _event: &Event) -> Vec<(String, String)> {
+        Vec::new()
+    }
+}
+
+/// No plugins.
+pub struct NoHooks;
+impl EventHooks for NoHooks {}
+
+/// [`normalize`] with the interfaces of `registry` and the hooks of the project's plugins.
+pub fn normalize_with(raw: Value, ctx: &Context, registry: &Registry, hooks: &dyn EventHooks) -> Result<NormalizedEvent, NormalizeError> {
     let mut data = match raw {
         Value::Object(m) => m,
         other => return Err(NormalizeError::NotAnObject(picket_protocol::json::type_name(&other))),
     };
     let mut errors: Vec<Value> = Vec::new();
 
-    for (old, new) in LEGACY_KEYS {
-        if let Some(v) = data.remove(*old) {
-            data.entry(new.to_string()).or_insert(v);
-        }
-    }
+    crate::interfaces::apply_aliases(registry, &mut data);
 
     let event_id = ctx
         .event_id
@@ -246,23 +250,8 @@ pub fn normalize(raw: Value, ctx: &Context) -> Result<NormalizedEvent, Normalize
     data.insert("platform".into(), json!(platform));
 
     normalize_message(&mut data);
-    normalize_exception(&mut data);
-    normalize_values_list(&mut data, "threads");
-    normalize_values_list(&mut data, "breadcrumbs");
-    if let Some(Value::Object(b)) = data.get_mut("breadcrumbs") {
-        if let Some(Value::Array(values)) = b.get_mut("values") {
-            if values.len() > MAX_BREADCRUMBS {
-                values.drain(..values.len() - MAX_BREADCRUMBS);
-            }
-            for crumb in values.iter_mut().filter_map(Value::as_object_mut) {
-                if let Some(t) = crumb.get("timestamp").and_then(parse_timestamp) {
-                    crumb.insert("timestamp".into(), json!(t + drift));
-                }
-            }
-        }
-    }
-    normalize_request(&mut data);
-    normalize_user(&mut data, ctx);
+    let interface_ctx = NormalizeContext::new(ctx.received, drift, ctx.client_ip.clone());
+    crate::interfaces::normalize_all(registry, &mut data, &interface_ctx, &mut errors);
     if data.get("sdk").is_none_or(|s| !s.is_object()) {
         if let Some(sdk) = &ctx.sdk {
             data.insert("sdk".into(), sdk.clone());
@@ -304,6 +293,8 @@ pub fn normalize(raw: Value, ctx: &Context) -> Result<NormalizedEvent, Normalize
         }
     }
 
+    hooks.preprocess(&mut data);
+
     let event_type = if is_transaction {
         EventType::Transaction
     } else if data.get("csp").is_some_and(Value::is_object) {
@@ -322,9 +313,21 @@ pub fn normalize(raw: Value, ctx: &Context) -> Result<NormalizedEvent, Normalize
     }
     let culprit = data.get("culprit").and_then(Value::as_str).unwrap_or(&culprit).to_string();
     data.insert("title".into(), json!(title));
-    let search_text = search_text(&data, &title, &culprit);
+    // Plugins' tags and the aggregate views see the event as it will be stored.
+    let event = Event::from_data(ctx.project_id, std::mem::take(&mut data));
+    let extra = hooks.extra_tags(&event);
+    let views = views_for(registry, &event);
+    data = event.data;
+    let mut tags = tags;
+    if !extra.is_empty() {
+        for (k, v) in extra {
+            push_tag(&mut tags, k, v);
+        }
+        data.insert("tags".into(), Value::Array(tags.iter().map(|(k, v)| json!([k, v])).collect()));
+    }
+    let search_text = search_text(registry, &data, &title, &culprit);
     let user_key = user_key(&data);
-    let grouping = grouping::compute(&data, &platform);
+    let grouping = grouping::compute_with(registry, &data, &platform);
     if !errors.is_empty() {
         let list = data.entry("errors").or_insert_with(|| json!([]));
         if let Value::Array(l) = list {
@@ -348,8 +351,19 @@ pub fn normalize(raw: Value, ctx: &Context) -> Result<NormalizedEvent, Normalize
         tags,
         user_key,
         grouping,
+        views,
         data,
     })
+}
+
+/// The aggregate views whose `should_store` accepts the event.
+fn views_for(registry: &Registry, event: &Event) -> Vec<&'static str> {
+    registry
+        .views()
+        .iter()
+        .filter(|v| crate::interfaces::guarded(v.slug(), "should_store", || v.should_store(event)).unwrap_or(false))
+        .map(|v| v.slug())
+        .collect()
 }
 
 /// Parses an RFC 3339 string (timezone optional, UTC assumed) or a number of seconds.
@@ -384,7 +398,7 @@ pub fn format_timestamp(t: f64) -> String {
 }
 
 /// `message` may be a string or an object; `logentry` is the current name.
-/// The formatted message is computed from `%s`-style params when missing.
+/// Merges the two; the message interface then formats and trims it.
 fn normalize_message(data: &mut Map<String, Value>) {
     let message = data.remove("message");
     let mut entry = match data.remove("logentry") {
@@ -399,37 +413,13 @@ fn normalize_message(data: &mut Map<String, Value>) {
         Some(Value::Object(m)) if entry.is_empty() => entry = m,
         _ => {}
     }
-    if entry.is_empty() {
-        return;
-    }
-    if let Some(Value::String(template)) = entry.get("message") {
-        if !entry.get("formatted").is_some_and(Value::is_string) {
-            let formatted = format_params(template, entry.get("params"));
-            entry.insert("formatted".into(), json!(formatted));
-        }
-    }
-    for key in ["message", "formatted"] {
-        match entry.get(key) {
-            Some(Value::String(s)) => {
-                let t = truncate(s, max_chars::MESSAGE);
-                entry.insert(key.into(), json!(t));
-            }
-            Some(_) => {
-                entry.remove(key);
-            }
-            None => {}
-        }
-    }
-    if entry.get("message") == entry.get("formatted") {
-        entry.remove("message");
-    }
-    if entry.contains_key("formatted") || entry.contains_key("message") {
+    if !entry.is_empty() {
         data.insert("logentry".into(), Value::Object(entry));
     }
 }
 
 /// `%s`, `%d`, `%r`... with positional params, `%(name)s` with named ones, `{}`/`{0}` braces.
-fn format_params(template: &str, params: Option<&Value>) -> String {
+pub(crate) fn format_params(template: &str, params: Option<&Value>) -> String {
     let Some(params) = params else { return template.to_string() };
     let mut out = String::with_capacity(template.len() + 16);
     let mut positional = params.as_array().map(|a| a.iter()).into_iter().flatten();
@@ -496,55 +486,12 @@ fn has_exception(data: &Map<String, Value>) -> bool {
         .is_some_and(|v| !v.is_empty())
 }
 
-/// `exception` as a list, `{values}`, or one bare exception → `{values: [...]}`.
-fn normalize_exception(data: &mut Map<String, Value>) {
-    let Some(exc) = data.remove("exception") else { return };
-    let values = match exc {
-        Value::Array(list) => list,
-        Value::Object(mut m) => match m.remove("values") {
-            Some(Value::Array(list)) => list,
-            Some(Value::Null) | None if m.contains_key("type") || m.contains_key("value") => vec![Value::Object(m)],
-            _ => vec![],
-        },
-        _ => vec![],
-    };
-    let values: Vec<Value> = values
-        .into_iter()
-        .filter_map(|v| match v {
-            Value::Object(mut e) => {
-                for (key, limit) in [("type", max_chars::EXCEPTION_TYPE), ("value", max_chars::EXCEPTION_VALUE), ("module", max_chars::EXCEPTION_TYPE)] {
-                    match e.get(key) {
-                        None | Some(Value::Null) => {
-                            e.remove(key);
-                        }
-                        Some(v) => {
-                            let s = value_to_string(v);
-                            e.insert(key.into(), json!(truncate(&s, limit)));
-                        }
-                    }
-                }
-                if !e.contains_key("type") && !e.contains_key("value") {
-                    return None;
-                }
-                normalize_stacktrace(e.get_mut("stacktrace"));
-                normalize_stacktrace(e.get_mut("raw_stacktrace"));
-                Some(Value::Object(e))
-            }
-            _ => None,
-        })
-        .collect();
-    if !values.is_empty() {
-        data.insert("exception".into(), json!({ "values": values }));
-    }
-    normalize_stacktrace(data.get_mut("stacktrace"));
-}
-
 /// Most frames kept per stack trace, as Relay: the outermost
 /// [`KEEP_OUTER_FRAMES`] and the innermost rest (where the error happened).
 const MAX_FRAMES: usize = 250;
 const KEEP_OUTER_FRAMES: usize = 50;
 
-fn normalize_stacktrace(st: Option<&mut Value>) {
+pub(crate) fn normalize_stacktrace(st: Option<&mut Value>) {
     let Some(st) = st else { return };
     let Some(obj) = st.as_object_mut() else {
         *st = Value::Null;
@@ -563,43 +510,7 @@ fn normalize_stacktrace(st: Option<&mut Value>) {
     obj.insert("frames".into(), Value::Array(frames));
 }
 
-/// `{values: [...]}` or a bare list → `{values: [...]}`.
-fn normalize_values_list(data: &mut Map<String, Value>, key: &str) {
-    let Some(v) = data.remove(key) else { return };
-    let values = match v {
-        Value::Array(list) => list,
-        Value::Object(mut m) => match m.remove("values") {
-            Some(Value::Array(list)) => list,
-            _ => vec![],
-        },
-        _ => vec![],
-    };
-    let mut values: Vec<Value> = values.into_iter().filter(Value::is_object).collect();
-    if key == "threads" {
-        for t in values.iter_mut().filter_map(Value::as_object_mut) {
-            normalize_stacktrace(t.get_mut("stacktrace"));
-        }
-    }
-    data.insert(key.into(), json!({ "values": values }));
-}
-
-/// Headers as a map, pairs, or a map of lists (PHP) → a list of pairs.
-fn normalize_request(data: &mut Map<String, Value>) {
-    let Some(Value::Object(req)) = data.get_mut("request") else {
-        data.remove("request");
-        return;
-    };
-    for key in ["headers", "env"] {
-        if let Some(h) = req.remove(key) {
-            let pairs = to_pairs(h);
-            if !pairs.is_empty() {
-                req.insert(key.into(), Value::Array(pairs));
-            }
-        }
-    }
-}
-
-fn to_pairs(v: Value) -> Vec<Value> {
+pub(crate) fn to_pairs(v: Value) -> Vec<Value> {
     let mut out = Vec::new();
     match v {
         Value::Object(m) => {
@@ -629,49 +540,24 @@ fn to_pairs(v: Value) -> Vec<Value> {
     out
 }
 
-fn normalize_user(data: &mut Map<String, Value>, ctx: &Context) {
-    let Some(Value::Object(user)) = data.get_mut("user") else {
-        data.remove("user");
+/// Adds a tag (trimmed to the limits; a key already present takes the new value).
+fn push_tag(tags: &mut Vec<(String, String)>, k: String, v: String) {
+    let k = truncate(k.trim(), max_chars::TAG_KEY);
+    let v = truncate(v.trim(), max_chars::TAG_VALUE);
+    if k.is_empty() || v.is_empty() || k.contains(char::is_control) || v.contains(['\n', '\r']) {
         return;
-    };
-    if let Some(id) = user.get("id") {
-        match id {
-            Value::String(_) => {}
-            Value::Number(_) | Value::Bool(_) => {
-                let s = value_to_string(id);
-                user.insert("id".into(), json!(s));
-            }
-            _ => {
-                user.remove("id");
-            }
-        }
     }
-    if user.get("ip_address").and_then(Value::as_str) == Some("{{auto}}") {
-        match &ctx.client_ip {
-            Some(ip) => user.insert("ip_address".into(), json!(ip)),
-            None => user.remove("ip_address"),
-        };
-    }
-    if user.is_empty() {
-        data.remove("user");
+    if let Some(existing) = tags.iter_mut().find(|(ek, _)| *ek == k) {
+        existing.1 = v;
+    } else if tags.len() < MAX_TAGS {
+        tags.push((k, v));
     }
 }
 
 /// Tags from the payload (map or pairs) plus the derived ones, as Sentry shows them.
 fn collect_tags(data: &mut Map<String, Value>, level: Level) -> Vec<(String, String)> {
     let mut tags: Vec<(String, String)> = Vec::new();
-    let push = |tags: &mut Vec<(String, String)>, k: String, v: String| {
-        let k = truncate(k.trim(), max_chars::TAG_KEY);
-        let v = truncate(v.trim(), max_chars::TAG_VALUE);
-        if k.is_empty() || v.is_empty() || tags.len() >= MAX_TAGS {
-            return;
-        }
-        if let Some(existing) = tags.iter_mut().find(|(ek, _)| *ek == k) {
-            existing.1 = v;
-        } else {
-            tags.push((k, v));
-        }
-    };
+    let push = push_tag;
     match data.remove("tags") {
         Some(Value::Object(m)) => {
             for (k, v) in m {
@@ -744,24 +630,9 @@ fn user_key(data: &Map<String, Value>) -> Option<String> {
         .find_map(|f| user.get(*f).and_then(Value::as_str).filter(|s| !s.is_empty()).map(|v| format!("{f}:{v}")))
 }
 
-fn search_text(data: &Map<String, Value>, title: &str, culprit: &str) -> String {
+fn search_text(registry: &Registry, data: &Map<String, Value>, title: &str, culprit: &str) -> String {
     let mut parts = vec![title.to_string(), culprit.to_string()];
-    if let Some(l) = data.get("logentry") {
-        for k in ["formatted", "message"] {
-            if let Some(s) = l.get(k).and_then(Value::as_str) {
-                parts.push(s.to_string());
-            }
-        }
-    }
-    if let Some(values) = data.get("exception").and_then(|e| e.get("values")).and_then(Value::as_array) {
-        for e in values {
-            for k in ["type", "value"] {
-                if let Some(s) = e.get(k).and_then(Value::as_str) {
-                    parts.push(s.to_string());
-                }
-            }
-        }
-    }
+    parts.extend(crate::interfaces::search_terms(registry, data));
     let mut text = parts.join("\n");
     text.truncate(text.floor_char_boundary(16 * 1024));
     text

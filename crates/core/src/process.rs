@@ -5,7 +5,7 @@
 use picket_protocol::envelope::{Envelope, Item};
 use serde_json::Value;
 
-use crate::normalize::{normalize, parse_timestamp, Context, NormalizedEvent};
+use crate::normalize::{normalize_with, parse_timestamp, Context, EventHooks, NoHooks, NormalizedEvent};
 
 /// Where an envelope came from, as recorded by ingest.
 #[derive(Debug, Clone, Default)]
@@ -92,6 +92,11 @@ pub struct CheckIn {
 /// Processes the bytes of a queued envelope. Malformed envelopes (which
 /// ingest already refused) yield an empty result counted as invalid.
 pub fn process_envelope(origin: &Origin, body: &[u8]) -> ProcessedEnvelope {
+    process_envelope_with(origin, body, picket_plugin_api::Registry::global(), &NoHooks)
+}
+
+/// [`process_envelope`] with the interfaces of `registry` and the project's plugin hooks.
+pub fn process_envelope_with(origin: &Origin, body: &[u8], registry: &picket_plugin_api::Registry, hooks: &dyn EventHooks) -> ProcessedEnvelope {
     let mut out = ProcessedEnvelope { queue_id: origin.queue_id, project_id: origin.project_id, ..ProcessedEnvelope::default() };
     let env = match Envelope::parse(body) {
         Ok(e) => e,
@@ -105,13 +110,13 @@ pub fn process_envelope(origin: &Origin, body: &[u8]) -> ProcessedEnvelope {
     let sdk = env.headers.get("sdk").cloned().filter(Value::is_object).or_else(|| {
         origin.sdk_client.as_ref().and_then(|c| c.split_once('/')).map(|(n, v)| serde_json::json!({"name": n, "version": v}))
     });
-    let ctx = Context { received: origin.received, sent_at, event_id: envelope_event_id.clone(), client_ip: origin.client_ip.clone(), sdk };
+    let ctx = Context { received: origin.received, sent_at, event_id: envelope_event_id.clone(), client_ip: origin.client_ip.clone(), sdk, project_id: origin.project_id };
     // The event id attachments and feedback belong to.
     let mut event_id = envelope_event_id.clone();
     for item in &env.items {
         let ty = item.item_type();
         match ty {
-            "event" | "transaction" | "feedback" => match parse_object(item).and_then(|v| normalize(v, &ctx).ok()) {
+            "event" | "transaction" | "feedback" => match parse_object(item).and_then(|v| normalize_with(v, &ctx, registry, hooks).ok()) {
                 Some(ev) => {
                     event_id.get_or_insert_with(|| ev.event_id.clone());
                     match ty {
