@@ -7,6 +7,9 @@
 //! - [`title`]: the issue title and culprit (Sentry's rules).
 //! - [`grouping`]: fingerprints and the default grouping key (see `docs/grouping.md`).
 //! - [`message`]: parameterization of messages for grouping.
+//! - [`interfaces`], [`filters`], [`views`]: the built-in Data Interfaces, Event
+//!   Filters and Aggregate Views, on the public `picket-plugin-api` traits.
+//! - [`plugins`]: running plugins' hooks on events; the authorization function.
 //!
 //! ```
 //! use picket_core::normalize::{normalize, Context};
@@ -16,11 +19,14 @@
 //! assert_eq!(ev.title, "User 42 failed");
 //! ```
 
+pub mod filters;
 pub mod grouping;
 pub mod interfaces;
 pub mod message;
 pub mod normalize;
+pub mod plugins;
 pub mod process;
 pub mod title;
+pub mod views;
 
 pub use normalize::{Level, NormalizedEvent};

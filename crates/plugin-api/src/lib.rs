@@ -54,6 +54,7 @@ pub use interface::{GroupingContext, Interface, NormalizeContext};
 pub use model::{Event, IssueRef, Link, ProjectRef, UserRef};
 pub use options::{OptionKind, OptionSpec, OptionValues};
 pub use perm::Permission;
+pub use view::AggregateView;
 pub use plugin::{
     EventContext, HookResult, IssueContext, IssueListContext, Member, PermContext, Plugin, PluginError, PluginMeta, PostProcessContext, ProjectContext,
     ViewBody, ViewContext, ViewResponse,

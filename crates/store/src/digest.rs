@@ -176,6 +176,11 @@ fn store_event(conn: &Connection, project_id: i64, ev: &NormalizedEvent, blob: &
     }
     let hour = (ev.timestamp / 3600.0).floor() as i64 * 3600;
     *agg.hourly.entry((issue_id, hour)).or_default() += 1;
+    for view in &ev.views {
+        agg.views.insert((issue_id, view));
+    }
+    // Plugins' post_process runs after the commit, from this durable queue.
+    crate::plugins::enqueue_post_process(conn, project_id, issue_id, &ev.event_id, is_new, is_regression)?;
     Ok(Some(EventOutcome { project_id, event_id: ev.event_id.clone(), issue_id, is_new, is_regression }))
 }
 
@@ -205,6 +210,8 @@ struct Aggregates {
     hourly: HashMap<(i64, i64), i64>,
     /// Issues known to be unresolved (or ignored) in this batch: no regression check needed.
     unresolved: std::collections::HashSet<i64>,
+    /// Aggregate views the batch's issues belong to.
+    views: std::collections::HashSet<(i64, &'static str)>,
 }
 
 impl Aggregates {
@@ -227,6 +234,9 @@ impl Aggregates {
         }
         for (issue_id, n) in new_users.into_iter().filter(|(_, n)| *n > 0) {
             conn.prepare_cached("UPDATE issues SET user_count = user_count + ? WHERE id = ?")?.execute(params![n, issue_id])?;
+        }
+        for (issue_id, view) in self.views {
+            conn.prepare_cached("INSERT OR IGNORE INTO issue_views (issue_id, view) VALUES (?, ?)")?.execute(params![issue_id, view])?;
         }
         for ((issue_id, hour), n) in self.hourly {
             conn.prepare_cached("INSERT INTO issue_hourly (issue_id, hour, count) VALUES (?1, ?2, ?3) ON CONFLICT (issue_id, hour) DO UPDATE SET count = count + ?3")?

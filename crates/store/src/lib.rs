@@ -13,6 +13,7 @@
 //! - [`queue`]: the durable queue between ingest and digest.
 //! - [`digest`]: applying a processed batch (events, issues, counters) atomically.
 //! - [`query`]: reads for the API (issues with search, events, tags).
+//! - [`plugins`]: plugin options and enablement, issue meta, views, the post-process queue.
 
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
@@ -21,6 +22,7 @@ use rusqlite::Connection;
 
 pub mod accounts;
 pub mod digest;
+pub mod plugins;
 pub mod query;
 pub mod queue;
 pub mod schema;

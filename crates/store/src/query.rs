@@ -97,6 +97,8 @@ pub struct IssueSearch {
     /// Tag filters: `level`, `release`, `environment` and any tag key; `!key:value` negates.
     pub tags: Vec<(String, String, bool)>,
     pub text: Vec<String>,
+    /// Aggregate views the issue must be in (set by the stream's view tab, not by the query text).
+    pub views: Vec<String>,
 }
 
 impl IssueSearch {
@@ -163,6 +165,10 @@ pub fn list_issues(conn: &Connection, project_id: i64, search: &IssueSearch, sor
         sql.push_str(if *negated { " AND NOT" } else { " AND" });
         sql.push_str(" EXISTS (SELECT 1 FROM issue_tag_values t WHERE t.issue_id = issues.id AND t.key = ? AND t.value = ?)");
         args.push(k.clone().into());
+        args.push(v.clone().into());
+    }
+    for v in &search.views {
+        sql.push_str(" AND EXISTS (SELECT 1 FROM issue_views v WHERE v.issue_id = issues.id AND v.view = ?)");
         args.push(v.clone().into());
     }
     for t in &search.text {

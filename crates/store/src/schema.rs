@@ -232,6 +232,55 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (project_id, reason, category)
     ) WITHOUT ROWID;
     "#,
+    // 2: the extension system.
+    r#"
+    CREATE TABLE plugin_options (
+        scope TEXT NOT NULL,
+        scope_id INTEGER NOT NULL,
+        user_id INTEGER NOT NULL DEFAULT 0,
+        plugin TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (scope, scope_id, user_id, plugin, key)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE issue_meta (
+        issue_id INTEGER NOT NULL REFERENCES issues(id) ON DELETE CASCADE,
+        plugin TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (issue_id, plugin, key)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE issue_views (
+        issue_id INTEGER NOT NULL REFERENCES issues(id) ON DELETE CASCADE,
+        view TEXT NOT NULL,
+        PRIMARY KEY (issue_id, view)
+    ) WITHOUT ROWID;
+    CREATE INDEX issue_views_view ON issue_views(view, issue_id);
+
+    CREATE TABLE post_process (
+        id INTEGER PRIMARY KEY,
+        project_id INTEGER NOT NULL,
+        issue_id INTEGER NOT NULL,
+        event_id TEXT NOT NULL,
+        is_new INTEGER NOT NULL,
+        is_regression INTEGER NOT NULL,
+        plugin TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt REAL NOT NULL,
+        last_error TEXT
+    );
+    CREATE INDEX post_process_due ON post_process(next_attempt, id);
+
+    CREATE TABLE plugin_failures (
+        plugin TEXT PRIMARY KEY,
+        failures INTEGER NOT NULL,
+        last_hook TEXT NOT NULL,
+        last_error TEXT NOT NULL,
+        last_at REAL NOT NULL
+    );
+    "#,
 ];
 
 /// Brings the schema up to date.

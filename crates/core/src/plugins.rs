@@ -1,0 +1,144 @@
+//! Running plugins' hooks on the way in, and the one authorization function.
+//!
+//! [`ProjectPlugins`] is the set of plugins enabled for one project with
+//! their options; it implements [`EventHooks`], so the digest runs each
+//! plugin's `preprocess_event` and `get_tags` on every event before it is
+//! grouped. Every call is isolated ([`RegisteredPlugin::call`]): a plugin
+//! that fails or panics is logged and skipped, the event goes on.
+
+use std::collections::BTreeMap;
+
+use picket_plugin_api::registry::RegisteredPlugin;
+use picket_plugin_api::{Event, EventContext, OptionValues, PermContext, Permission, ProjectContext, ProjectRef, Registry};
+use serde_json::{Map, Value};
+
+use crate::normalize::EventHooks;
+
+/// The plugins enabled for a project, with their options.
+pub struct ProjectPlugins {
+    /// The project.
+    pub project: ProjectRef,
+    /// Enabled plugins in title order, each with its project options (defaults filled in).
+    pub enabled: Vec<(&'static RegisteredPlugin, OptionValues)>,
+}
+
+impl ProjectPlugins {
+    /// Selects the enabled plugins from the stored choices (slug → on/off) and options (slug → key → value).
+    pub fn new(registry: &'static Registry, project: ProjectRef, choices: &BTreeMap<String, bool>, options: &BTreeMap<String, BTreeMap<String, Value>>) -> ProjectPlugins {
+        let enabled = registry
+            .plugins()
+            .iter()
+            .filter(|p| p.is_enabled(choices.get(p.slug()).copied()))
+            .map(|p| {
+                let specs = p.call("project_options", |pl| Ok(pl.project_options())).unwrap_or_default();
+                (p, OptionValues::with_defaults(&specs, options.get(p.slug()).cloned().unwrap_or_default()))
+            })
+            .collect();
+        ProjectPlugins { project, enabled }
+    }
+
+    /// The options of an enabled plugin.
+    pub fn options(&self, slug: &str) -> Option<&OptionValues> {
+        self.enabled.iter().find(|(p, _)| p.slug() == slug).map(|(_, o)| o)
+    }
+
+    /// Whether any enabled plugin says the project is rate limited.
+    pub fn is_rate_limited(&self) -> bool {
+        self.enabled.iter().any(|(p, options)| {
+            let ctx = ProjectContext::new(self.project.clone(), options.clone());
+            p.call("is_rate_limited", |pl| pl.is_rate_limited(&ctx)).unwrap_or(false)
+        })
+    }
+}
+
+impl EventHooks for ProjectPlugins {
+    fn preprocess(&self, data: &mut Map<String, Value>) {
+        for (p, options) in &self.enabled {
+            let ctx = ProjectContext::new(self.project.clone(), options.clone());
+            // An object must stay an object whatever the plugin did.
+            p.call("preprocess_event", |pl| pl.preprocess_event(&ctx, data));
+        }
+    }
+
+    fn extra_tags(&self, event: &Event) -> Vec<(String, String)> {
+        let mut tags = Vec::new();
+        for (p, options) in &self.enabled {
+            let ctx = EventContext::new(&self.project, options, event);
+            if let Some(t) = p.call("get_tags", |pl| pl.get_tags(&ctx)) {
+                tags.extend(t);
+            }
+        }
+        tags
+    }
+}
+
+/// Permissions a plugin may grant where Picket's own rule would not
+/// (the classic "creation" checks); every other permission can only be vetoed.
+fn grantable(perm: Permission) -> bool {
+    matches!(perm, Permission::AddProject | Permission::AddTeam)
+}
+
+/// The one authorization function. `core_allows` is Picket's own rule (the
+/// user's role). Superusers are always allowed. Otherwise every plugin is
+/// asked: any `Some(false)` denies (a veto); a `Some(true)` can grant only
+/// the creation permissions (`add_project`, `add_team`); `None` leaves the
+/// decision to Picket's rule. A plugin that fails is skipped (it neither
+/// grants nor vetoes).
+pub fn authorize(registry: &Registry, ctx: &PermContext, core_allows: bool) -> bool {
+    if ctx.user.is_superuser {
+        return true;
+    }
+    let mut granted = false;
+    for p in registry.plugins() {
+        match p.call("has_perm", |pl| pl.has_perm(ctx)).flatten() {
+            Some(false) => {
+                tracing::info!(plugin = p.slug(), perm = ctx.perm.as_str(), user = ctx.user.email, "permission vetoed by plugin");
+                return false;
+            }
+            Some(true) => granted = true,
+            None => {}
+        }
+    }
+    core_allows || (granted && grantable(ctx.perm))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use picket_plugin_api::{HookResult, Plugin, PluginMeta, UserRef};
+
+    struct Veto;
+    impl Plugin for Veto {
+        fn meta(&self) -> PluginMeta {
+            PluginMeta::new("Veto")
+        }
+        fn has_perm(&self, ctx: &PermContext) -> HookResult<Option<bool>> {
+            Ok(match ctx.perm {
+                Permission::RemoveProject => Some(false),
+                Permission::AddProject | Permission::EditProject => Some(true),
+                _ => None,
+            })
+        }
+    }
+
+    fn registry() -> Registry {
+        let mut b = Registry::builder();
+        b.add_plugin(Box::new(Veto), "test");
+        b.build()
+    }
+
+    #[test]
+    fn a_veto_denies_none_falls_back_and_true_grants_only_creation() {
+        let r = registry();
+        let user = UserRef::new(1, "a@example.com", Some("owner"));
+        let ask = |perm, core| authorize(&r, &PermContext::new(user.clone(), perm), core);
+        assert!(!ask(Permission::RemoveProject, true), "veto");
+        assert!(ask(Permission::AdminEvent, true), "None keeps the core's yes");
+        assert!(!ask(Permission::AdminEvent, false), "None keeps the core's no");
+        assert!(ask(Permission::AddProject, false), "true grants a creation permission");
+        assert!(!ask(Permission::EditProject, false), "true cannot elevate other permissions");
+        let mut root = user.clone();
+        root.is_superuser = true;
+        assert!(authorize(&r, &PermContext::new(root, Permission::RemoveProject), false), "superusers are never vetoed");
+    }
+}
