@@ -580,7 +580,7 @@ fn collect_tags(data: &mut Map<String, Value>, level: Level) -> Vec<(String, Str
         _ => {}
     }
     push(&mut tags, "level".into(), level.as_str().into());
-    for (key, tag) in [("environment", "environment"), ("release", "release"), ("dist", "dist"), ("logger", "logger"), ("server_name", "server_name"), ("transaction", "transaction"), ("site", "site")] {
+    for (key, tag) in [("environment", "environment"), ("release", "release"), ("dist", "dist"), ("logger", "logger"), ("transaction", "transaction")] {
         if let Some(v) = data.get(key).and_then(Value::as_str) {
             push(&mut tags, tag.into(), v.to_string());
         }
@@ -593,9 +593,7 @@ fn collect_tags(data: &mut Map<String, Value>, level: Level) -> Vec<(String, Str
             push(&mut tags, "user".into(), ident);
         }
     }
-    if let Some(url) = data.get("request").and_then(|r| r.get("url")).and_then(Value::as_str) {
-        push(&mut tags, "url".into(), url.split(['?', '#']).next().unwrap_or(url).to_string());
-    }
+    // server_name, site and url come from the built-in tag plugins (servers, sites, urls).
     if let Some(contexts) = data.get("contexts").and_then(Value::as_object) {
         for (ctx, tag) in [("browser", "browser"), ("os", "os"), ("runtime", "runtime"), ("device", "device")] {
             if let Some(c) = contexts.get(ctx).and_then(Value::as_object) {

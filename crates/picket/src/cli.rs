@@ -52,6 +52,11 @@ enum Command {
     },
     /// Check the configuration and the database, and say what is wrong.
     Check,
+    /// Installed plugins.
+    Plugins {
+        #[command(subcommand)]
+        command: crate::plugins_cmd::PluginsCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -248,6 +253,7 @@ pub fn run() -> Result<()> {
             Ok(())
         }
         Command::Check => check(&config),
+        Command::Plugins { command } => crate::plugins_cmd::run(command, &open_store(&config)?),
     }
 }
 
@@ -319,7 +325,8 @@ fn serve(config: Config) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}; is another picket running? (set bind or PICKET_BIND)", config.bind))?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let worker = tokio::spawn(picket_server::worker::run(state.clone(), stop_rx));
+        let worker = tokio::spawn(picket_server::worker::run(state.clone(), stop_rx.clone()));
+        let post_process = tokio::spawn(picket_server::plugins::run_post_process(state.clone(), stop_rx));
         let app = picket_server::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
         tracing::info!(bind = %config.bind, database = %store.path().display(), startup_ms = started.elapsed().as_millis() as u64, "picket is serving");
         print_first_start_help(&store, &config);
@@ -341,6 +348,7 @@ fn serve(config: Config) -> Result<()> {
         tracing::info!("shutting down: finishing the digest batch in hand");
         let _ = stop_tx.send(true);
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), worker).await;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), post_process).await;
         store.close();
         Ok(())
     })

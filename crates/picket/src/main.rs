@@ -1,30 +1,5 @@
-//! `picket`: a self-hosted error tracker for the Sentry SDKs.
-//!
-//! The workspace, one crate per stage of an event's life:
-//! - `picket-protocol`: the wire format (DSN, auth, envelopes, bodies). No I/O.
-//! - `picket-core`: normalization, titles, grouping, processing of envelopes. No I/O.
-//!   (Used by the store and the server; this crate does not call it directly.)
-//! - `picket-store`: SQLite storage, the durable queue, digest application, queries.
-//! - `picket-server`: HTTP ingest, the `/api/0/` API, the digest worker.
-//! - `picket` (this crate): the command line and configuration.
+//! The `picket` binary: everything is in the library (see `picket::main`).
 
-mod cli;
-mod config;
-
-use std::process::ExitCode;
-
-/// mimalloc: less time in malloc/free on the hot path and less fragmentation
-/// across threads than the system allocator (measured in BENCHMARKS.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn main() -> ExitCode {
-    match cli::run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            // The whole chain, once, lowercase: "what failed: why".
-            eprintln!("picket: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+fn main() -> std::process::ExitCode {
+    picket::main()
 }

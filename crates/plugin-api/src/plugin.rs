@@ -221,6 +221,8 @@ pub struct IssueContext {
     pub user: UserRef,
     /// The plugin's options for this project.
     pub options: OptionValues,
+    /// The plugin's site-wide options.
+    pub site_options: OptionValues,
     /// What the plugin stored about this issue (see [`ViewResponse::set_meta`]).
     pub meta: BTreeMap<String, String>,
     /// Path of the plugin's own page for this issue (its [`Plugin::view`]).
@@ -232,7 +234,7 @@ pub struct IssueContext {
 impl IssueContext {
     /// A context (for Picket and for tests).
     pub fn new(project: ProjectRef, issue: IssueRef, user: UserRef, options: OptionValues, plugin_url: String) -> IssueContext {
-        IssueContext { project, issue, user, options, meta: BTreeMap::new(), plugin_url, event: None }
+        IssueContext { project, issue, user, options, site_options: OptionValues::default(), meta: BTreeMap::new(), plugin_url, event: None }
     }
 }
 

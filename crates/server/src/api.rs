@@ -37,9 +37,9 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Roles that may change issues (resolve, delete).
-const WRITE_ROLES: &[&str] = &["member", "admin", "owner"];
+pub(crate) const WRITE_ROLES: &[&str] = &["member", "admin", "owner"];
 
-async fn authed_user(state: &AppState, headers: &HeaderMap) -> Result<User, ApiError> {
+pub(crate) async fn authed_user(state: &AppState, headers: &HeaderMap) -> Result<User, ApiError> {
     let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let token = value
         .strip_prefix("Bearer ")
@@ -56,7 +56,7 @@ async fn authed_user(state: &AppState, headers: &HeaderMap) -> Result<User, ApiE
 }
 
 /// The project, if the user may see it (404 otherwise, so that existence does not leak).
-async fn project_for(state: &AppState, user: &User, org: String, slug: String) -> Result<(Project, String), ApiError> {
+pub(crate) async fn project_for(state: &AppState, user: &User, org: String, slug: String) -> Result<(Project, String), ApiError> {
     let user = user.clone();
     state
         .store
@@ -71,7 +71,7 @@ async fn project_for(state: &AppState, user: &User, org: String, slug: String) -
         .map_err(Into::into)
 }
 
-async fn issue_for(state: &AppState, user: &User, id: &str) -> Result<(Issue, Project, String), ApiError> {
+pub(crate) async fn issue_for(state: &AppState, user: &User, id: &str) -> Result<(Issue, Project, String), ApiError> {
     let id: i64 = id.parse().map_err(|_| ApiError::not_found(format!("issue '{id}' not found")))?;
     let user = user.clone();
     state
@@ -207,6 +207,9 @@ struct IssueListParams {
     sort: Option<String>,
     cursor: Option<String>,
     limit: Option<usize>,
+    /// Other parameters: the stream's filters (`level=error`) and view tab (`view=exceptions`).
+    #[serde(flatten)]
+    filters: std::collections::HashMap<String, String>,
 }
 
 async fn list_issues(
@@ -219,7 +222,8 @@ async fn list_issues(
     let user = authed_user(&state, &headers).await?;
     let (p, _) = project_for(&state, &user, org.clone(), project.clone()).await?;
     // Sentry's default stream shows unresolved issues; `query=` (empty) shows all.
-    let search = IssueSearch::parse(params.query.as_deref().unwrap_or("is:unresolved"))?;
+    let mut search = IssueSearch::parse(params.query.as_deref().unwrap_or("is:unresolved"))?;
+    crate::plugin_api::apply_filters(&state, &p, params.filters, &mut search).await?;
     let sort = IssueSort::parse(params.sort.as_deref().unwrap_or("date"))
         .ok_or_else(|| ApiError::bad_request(format!("unknown sort '{}': use date, new, freq or user", params.sort.as_deref().unwrap_or_default())))?;
     let page = Page { cursor: params.cursor, limit: params.limit };
@@ -253,7 +257,7 @@ struct IssueUpdate {
 async fn update_issue(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
     let user = authed_user(&state, &headers).await?;
     let (issue, p, role) = issue_for(&state, &user, &id).await?;
-    if !WRITE_ROLES.contains(&role.as_str()) {
+    if !crate::plugin_api::can_admin_event(&state, &user, &role, &p, issue.id) {
         return Err(ApiError::forbidden("your role may not change issues"));
     }
     let update: IssueUpdate = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}; expected {{\"status\": \"resolved\"}}")))?;

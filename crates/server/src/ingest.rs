@@ -211,6 +211,22 @@ fn check_limits(state: &AppState, key: &KeyInfo, events: i64) -> Result<(), ApiE
     Ok(())
 }
 
+/// What plugins say about new events for the project: `is_rate_limited`
+/// (429) and a `create_event` veto (401, as Sentry answered).
+async fn check_plugins(state: &AppState, project_id: i64) -> Result<(), ApiError> {
+    let plugins = state.plugins.project(state, project_id).await?;
+    if plugins.is_rate_limited() {
+        return Err(ApiError::rate_limited("creation of this event was denied by a plugin's rate limit", 60, "project", "plugin"));
+    }
+    let mut ctx = picket_plugin_api::PermContext::new(picket_plugin_api::UserRef::new(0, "", None), picket_plugin_api::Permission::CreateEvent);
+    ctx.project = Some(plugins.project.clone());
+    ctx.org_slug = Some(plugins.project.org_slug.clone());
+    if !picket_core::plugins::authorize(state.plugins.registry, &ctx, true) {
+        return Err(ApiError::unauthorized("this event cannot be recorded: a plugin denied create_event for this project"));
+    }
+    Ok(())
+}
+
 /// Queues envelopes and waits for the commit.
 async fn enqueue(state: &AppState, items: Vec<QueuedEnvelope>) -> Result<(), ApiError> {
     let n = items.len() as i64;
@@ -299,6 +315,7 @@ async fn envelope(State(state): State<AppState>, Path(project_id): Path<String>,
     check_origin(&info, &key)?;
     let events = check_items(&env)?;
     check_limits(&state, &key, events)?;
+    check_plugins(&state, key.key.project_id).await?;
     let event_id = env.event_id();
     let empty = env.items.is_empty();
     drop(env);
@@ -374,6 +391,7 @@ async fn store_inner(state: AppState, project_id: Option<i64>, req: Request) -> 
         return Err(ApiError::bad_request("event must be a JSON object"));
     };
     check_limits(&state, &key, 1)?;
+    check_plugins(&state, key.key.project_id).await?;
     let event_id = obj
         .get("event_id")
         .and_then(Value::as_str)
@@ -399,6 +417,7 @@ async fn security_report(State(state): State<AppState>, Path(project_id): Path<S
     let value = json::parse_lenient(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let mut events = security::events_from_report(&value).map_err(|e| ApiError::bad_request(e.to_string()))?;
     check_limits(&state, &key, events.len() as i64)?;
+    check_plugins(&state, key.key.project_id).await?;
     let user_agent = info.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_string);
     let received = picket_store::now();
     let items: Vec<QueuedEnvelope> = events

@@ -5,6 +5,8 @@
 //! - [`ingest`]: `/api/{id}/envelope/`, `/api/{id}/store/`, `/api/store/`, `/api/{id}/security/`.
 //! - [`api`]: the Sentry-shaped web API under `/api/0/`.
 //! - [`worker`]: the digest loop.
+//! - [`plugins`]: the plugin host (per-project state, post-processing, failures);
+//!   the plugin endpoints of the API live in `plugin_api`.
 //! - [`error`]: one error type mapped to HTTP answers in one place.
 //!
 //! Build the router with [`app`] and serve it; tests drive it the same way.
@@ -18,6 +20,8 @@ use picket_store::Store;
 pub mod api;
 pub mod error;
 pub mod ingest;
+pub mod plugins;
+mod plugin_api;
 mod ratelimit;
 pub mod worker;
 
@@ -49,6 +53,8 @@ pub struct AppState {
     pub queue_len: Arc<AtomicI64>,
     /// Wakes the digest worker when something was queued.
     pub queued: Arc<tokio::sync::Notify>,
+    /// The extension system: registry and per-project plugin state.
+    pub plugins: Arc<plugins::PluginHost>,
     limiter: Arc<ratelimit::Limiter>,
     keys: Arc<ingest::KeyCache>,
 }
@@ -57,7 +63,9 @@ impl AppState {
     /// Creates the state; counts what is already queued.
     pub fn new(store: Store, settings: Settings) -> picket_store::Result<AppState> {
         let waiting = store.read(picket_store::queue::len)?;
+        let plugins = Arc::new(plugins::PluginHost::new(picket_plugin_api::Registry::global(), store.clone()));
         Ok(AppState {
+            plugins,
             store,
             settings: Arc::new(settings),
             queue_len: Arc::new(AtomicI64::new(waiting)),
@@ -73,6 +81,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(ingest::router())
         .merge(api::router())
+        .merge(plugin_api::router())
         .route("/_health", axum::routing::get(health))
         .route("/_health/", axum::routing::get(health))
         .layer(tower_http::trace::TraceLayer::new_for_http())

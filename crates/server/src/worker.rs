@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use picket_core::process::{process_envelope, Origin};
+use picket_core::normalize::{EventHooks, NoHooks};
+use picket_core::process::{process_envelope_with, Origin};
 use picket_store::digest::PreparedBatchItem;
 use picket_store::queue;
 
@@ -107,9 +108,25 @@ async fn wait_idle(in_flight: &AtomicUsize) {
 /// Reads and processes the next batch after `after`; `None` when there is none.
 async fn read_and_process(state: &AppState, after: i64) -> picket_store::Result<Option<(i64, Batch)>> {
     let limit = state.settings.digest_batch;
-    let rows = state.store.read_async(move |c| queue::fetch(c, after, limit)).await?;
+    let st = state.clone();
+    let (rows, hooks) = state
+        .store
+        .read_async(move |c| {
+            let rows = queue::fetch(c, after, limit)?;
+            // Each project's enabled plugins, once per batch (a deleted project has none).
+            let mut hooks = std::collections::HashMap::new();
+            for r in &rows {
+                let pid = r.envelope.project_id;
+                if let std::collections::hash_map::Entry::Vacant(slot) = hooks.entry(pid) {
+                    slot.insert(st.plugins.project_blocking(c, pid).ok());
+                }
+            }
+            Ok((rows, hooks))
+        })
+        .await?;
     let Some(last) = rows.last().map(|r| r.id) else { return Ok(None) };
     let n = rows.len();
+    let registry = state.plugins.registry;
     let items = tokio::task::spawn_blocking(move || {
         let processed = rows
             .iter()
@@ -121,7 +138,11 @@ async fn read_and_process(state: &AppState, after: i64) -> picket_store::Result<
                     client_ip: row.envelope.meta.client_ip.clone(),
                     sdk_client: row.envelope.meta.sdk_client.clone(),
                 };
-                process_envelope(&origin, &row.envelope.body)
+                let project_hooks: &dyn EventHooks = match hooks.get(&origin.project_id) {
+                    Some(Some(p)) => &**p,
+                    _ => &NoHooks,
+                };
+                process_envelope_with(&origin, &row.envelope.body, registry, project_hooks)
             })
             .collect::<Vec<_>>();
         picket_store::digest::prepare(processed)
