@@ -6,7 +6,9 @@
 //! is resolved once and the connection pinned), so DNS rebinding cannot slip
 //! past the check.
 
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 use picket_plugin_api::{OptionKind, OptionSpec, OptionValues, PluginError};
@@ -60,52 +62,145 @@ pub struct Response {
 }
 
 const MAX_RESPONSE: usize = 64 * 1024;
+const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// POSTs a JSON body. Errors say what failed; 429 and 5xx and network
-/// failures are retryable, other 4xx and policy refusals are not.
-pub fn post_json(url: &str, body: &[u8], headers: &[(&str, String)], allow_private: bool) -> Result<Response, PluginError> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let parsed = reqwest::Url::parse(url).map_err(|e| PluginError::permanent(format!("invalid URL '{url}': {e}")))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
+/// A parsed `http(s)://host[:port]/path?query` URL.
+struct Target {
+    https: bool,
+    host: String,
+    port: u16,
+    path: String,
+}
+
+fn parse_url(url: &str) -> Result<Target, PluginError> {
+    let (https, rest) = if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (false, r)
+    } else {
         return Err(PluginError::permanent(format!("refusing URL '{url}': only http and https are allowed")));
+    };
+    let (authority, path) = match rest.find(['/', '?', '#']) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let path = path.split('#').next().unwrap_or("/");
+    let path = if path.starts_with('?') { format!("/{path}") } else { path.to_string() };
+    if authority.contains('@') || authority.is_empty() {
+        return Err(PluginError::permanent(format!("invalid URL '{url}': no host, or credentials in the URL")));
     }
-    let host = parsed.host_str().ok_or_else(|| PluginError::permanent(format!("URL '{url}' has no host")))?.to_string();
-    let port = parsed.port_or_known_default().unwrap_or(80);
-    let lookup_host = host.trim_start_matches('[').trim_end_matches(']').to_string();
-    let addrs: Vec<SocketAddr> = (lookup_host.as_str(), port).to_socket_addrs().map_err(|e| PluginError::new(format!("cannot resolve '{host}': {e}")))?.collect();
-    let addr = addrs
-        .iter()
-        .copied()
-        .find(|a| allow_private || is_public(a.ip()))
-        .ok_or_else(|| match addrs.first() {
-            Some(a) => PluginError::permanent(format!(
-                "refusing to send to '{host}' ({}): not a public address; a superuser can allow it with the site option {ALLOW_PRIVATE}",
-                a.ip()
-            )),
-            None => PluginError::new(format!("'{host}' resolves to no address")),
-        })?;
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .redirect(reqwest::redirect::Policy::none())
-        .resolve(&lookup_host, addr)
-        .user_agent(concat!("Picket/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| PluginError::new(format!("cannot build the HTTP client: {e}")))?;
-    let mut req = client.post(parsed).header("Content-Type", "application/json").body(body.to_vec());
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6.split_once(']').ok_or_else(|| PluginError::permanent(format!("invalid URL '{url}'")))?;
+        (h.to_string(), after.strip_prefix(':').map(str::to_string))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p.to_string())),
+            None => (authority.to_string(), None),
+        }
+    };
+    let port = match port {
+        Some(p) => p.parse().map_err(|_| PluginError::permanent(format!("invalid port in URL '{url}'")))?,
+        None if https => 443,
+        None => 80,
+    };
+    if path.contains(char::is_whitespace) || host.contains(char::is_whitespace) {
+        return Err(PluginError::permanent(format!("invalid URL '{url}': whitespace")));
+    }
+    Ok(Target { https, host: host.to_ascii_lowercase(), port, path })
+}
+
+/// POSTs a JSON body (HTTP/1.1, TLS for https with the Mozilla roots).
+/// Errors say what failed; 429 and 5xx and network failures are retryable,
+/// other 4xx and policy refusals are not. Redirects are not followed.
+pub fn post_json(url: &str, body: &[u8], headers: &[(&str, String)], allow_private: bool) -> Result<Response, PluginError> {
+    let t = parse_url(url)?;
+    let addrs: Vec<SocketAddr> = (t.host.as_str(), t.port).to_socket_addrs().map_err(|e| PluginError::new(format!("cannot resolve '{}': {e}", t.host)))?.collect();
+    let addr = addrs.iter().copied().find(|a| allow_private || is_public(a.ip())).ok_or_else(|| match addrs.first() {
+        Some(a) => PluginError::permanent(format!("refusing to send to '{}' ({}): not a public address; a superuser can allow it with the site option {ALLOW_PRIVATE}", t.host, a.ip())),
+        None => PluginError::new(format!("'{}' resolves to no address", t.host)),
+    })?;
+    let stream = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(|e| PluginError::new(format!("cannot connect to {} ({addr}): {e}", t.host)))?;
+    stream.set_read_timeout(Some(TIMEOUT)).and_then(|_| stream.set_write_timeout(Some(TIMEOUT))).map_err(|e| PluginError::new(e.to_string()))?;
+    let host_header = if (t.https && t.port == 443) || (!t.https && t.port == 80) { t.host.clone() } else { format!("{}:{}", t.host, t.port) };
+    let mut request = format!(
+        "POST {} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: Picket/{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        t.path,
+        env!("CARGO_PKG_VERSION"),
+        body.len()
+    );
     for (k, v) in headers {
-        req = req.header(*k, v);
+        if k.contains(['\r', '\n', ':']) || v.contains(['\r', '\n']) {
+            return Err(PluginError::permanent(format!("invalid header '{k}'")));
+        }
+        request.push_str(&format!("{k}: {v}\r\n"));
     }
-    let resp = req.send().map_err(|e| PluginError::new(format!("POST {url} failed: {e}")))?;
-    let status = resp.status().as_u16();
-    let mut text = resp.text().unwrap_or_default();
-    if text.len() > MAX_RESPONSE {
-        text.truncate(text.floor_char_boundary(MAX_RESPONSE));
+    request.push_str("\r\n");
+    let raw = if t.https { exchange_tls(stream, &t.host, request.as_bytes(), body) } else { exchange(stream, request.as_bytes(), body) }
+        .map_err(|e| PluginError::new(format!("POST {url} failed: {e}")))?;
+    let resp = parse_response(&raw).ok_or_else(|| PluginError::new(format!("POST {url}: the answer is not HTTP")))?;
+    let snippet: String = resp.body.chars().take(200).collect();
+    match resp.status {
+        200..=299 => Ok(resp),
+        429 | 500..=599 => Err(PluginError::new(format!("POST {url} answered {}: {snippet}", resp.status))),
+        s => Err(PluginError::permanent(format!("POST {url} answered {s}: {snippet}"))),
     }
-    match status {
-        200..=299 => Ok(Response { status, body: text }),
-        429 | 500..=599 => Err(PluginError::new(format!("POST {url} answered {status}: {}", text.chars().take(200).collect::<String>()))),
-        _ => Err(PluginError::permanent(format!("POST {url} answered {status}: {}", text.chars().take(200).collect::<String>()))),
+}
+
+fn exchange<S: Read + Write>(mut s: S, head: &[u8], body: &[u8]) -> std::io::Result<Vec<u8>> {
+    s.write_all(head)?;
+    s.write_all(body)?;
+    s.flush()?;
+    let mut out = Vec::new();
+    // Read until the server closes (Connection: close), at most the cap plus headers.
+    let mut limited = s.take((MAX_RESPONSE + 16 * 1024) as u64);
+    match limited.read_to_end(&mut out) {
+        Ok(_) => Ok(out),
+        // Some servers reset or end TLS without close_notify after answering: keep what came.
+        Err(_) if !out.is_empty() => Ok(out),
+        Err(e) => Err(e),
     }
+}
+
+fn exchange_tls(stream: TcpStream, host: &str, head: &[u8], body: &[u8]) -> std::io::Result<Vec<u8>> {
+    static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+    let config = CONFIG.get_or_init(|| {
+        let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .expect("ring supports the default TLS versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
+    });
+    let name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let conn = rustls::ClientConnection::new(config.clone(), name).map_err(std::io::Error::other)?;
+    exchange(rustls::StreamOwned::new(conn, stream), head, body)
+}
+
+/// Status and body of an HTTP/1.x answer (chunked or not).
+fn parse_response(raw: &[u8]) -> Option<Response> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..end]).ok()?;
+    let status: u16 = head.lines().next()?.split_whitespace().nth(1)?.parse().ok()?;
+    let chunked = head.lines().any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.to_ascii_lowercase().contains("chunked"));
+    let mut body = raw[end + 4..].to_vec();
+    if chunked {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        while let Some(i) = rest.windows(2).position(|w| w == b"\r\n") {
+            let size = usize::from_str_radix(std::str::from_utf8(&rest[..i]).ok()?.split(';').next()?.trim(), 16).ok()?;
+            if size == 0 || rest.len() < i + 2 + size {
+                break;
+            }
+            out.extend_from_slice(&rest[i + 2..i + 2 + size]);
+            rest = &rest[(i + 4 + size).min(rest.len())..];
+        }
+        body = out;
+    }
+    body.truncate(MAX_RESPONSE);
+    Some(Response { status, body: String::from_utf8_lossy(&body).into_owned() })
 }
 
 #[cfg(test)]
@@ -128,5 +223,16 @@ mod tests {
         assert!(!e.retryable());
         assert!(e.message().contains("allow_private_networks"), "{e}");
         assert!(post_json("ftp://example.com/", b"{}", &[], true).unwrap_err().message().contains("only http and https"));
+    }
+
+    #[test]
+    fn urls_and_answers_parse() {
+        let t = parse_url("https://Hooks.Example:8443/a/b?x=1#frag").unwrap();
+        assert_eq!((t.https, t.host.as_str(), t.port, t.path.as_str()), (true, "hooks.example", 8443, "/a/b?x=1"));
+        let t = parse_url("http://[::1]/").unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("::1", 80));
+        assert!(parse_url("http://user:pw@h/").is_err());
+        let r = parse_response(b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\n\r\n").unwrap();
+        assert_eq!((r.status, r.body.as_str()), (201, "{\"a\":1}"));
     }
 }

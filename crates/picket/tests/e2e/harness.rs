@@ -9,11 +9,42 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_picket");
+/// The binary under test: `picket`, or a distribution with more plugins
+/// linked in (this harness is shared with the example plugin crate's tests).
+pub const BIN: &str = match option_env!("CARGO_BIN_EXE_picket") {
+    Some(b) => b,
+    None => match option_env!("CARGO_BIN_EXE_picket-acme") {
+        Some(b) => b,
+        None => panic!("no picket binary in this crate"),
+    },
+};
 
 /// The repository root (for fixtures and SDK scripts).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().find(|d| d.join("Cargo.lock").exists() && d.join("crates").is_dir()).unwrap().to_path_buf()
+}
+
+/// Where `scripts/install-test-deps.sh` installed the real SDKs.
+pub fn deps_dir() -> PathBuf {
+    let dir = std::env::var_os("PICKET_TEST_DEPS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/picket-test-deps"));
+    assert!(
+        dir.join(".stamp").exists(),
+        "the real SDKs are not installed in {}: run scripts/install-test-deps.sh (scripts/test does)",
+        dir.display()
+    );
+    dir
+}
+
+/// Runs a Python script from `tests/sdk/python` with the real `sentry-sdk`
+/// and the DSN; returns the event ids it printed on its last line.
+pub fn run_python_sdk(script: &str, p: &Picket) -> std::collections::HashMap<String, String> {
+    let python = deps_dir().join("py-sdk/bin/python");
+    let out = Command::new(&python).arg(repo_root().join("tests/sdk/python").join(script)).arg(&p.dsn).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{script} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| panic!("no ids printed ({e}):\n{stdout}"))
 }
 
 pub struct Picket {

@@ -9,19 +9,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::harness::{repo_root, Picket};
-
-fn deps_dir() -> PathBuf {
-    let dir = std::env::var_os("PICKET_TEST_DEPS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/picket-test-deps"));
-    assert!(
-        dir.join(".stamp").exists(),
-        "the real SDKs are not installed in {}: run scripts/install-test-deps.sh (scripts/test does)",
-        dir.display()
-    );
-    dir
-}
+use crate::harness::{deps_dir, repo_root, Picket};
 
 /// Runs an SDK script with the DSN; returns the event ids it printed.
 fn run(program: PathBuf, script: PathBuf, p: &Picket) -> HashMap<String, String> {
