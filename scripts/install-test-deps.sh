@@ -6,6 +6,7 @@
 #   py-sdk/          Python sentry-sdk (gzip transport)
 #   py-sdk-brotli/   the same SDK with brotli importable (br transport)
 #   py-raven/        the legacy raven 6.10.0 client
+#   py-smtp/         aiosmtpd, a real SMTP server for the mail plugin's tests
 #   node/            @sentry/node 11
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -29,6 +30,7 @@ venv() { # NAME REQUIREMENTS
 venv py-sdk requirements-sdk.txt
 venv py-sdk-brotli requirements-sdk-brotli.txt
 venv py-raven requirements-raven.txt
+venv py-smtp requirements-smtp.txt
 
 echo "  node modules (@sentry/node)"
 rm -rf "$deps/node"

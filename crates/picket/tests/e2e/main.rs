@@ -9,6 +9,7 @@
 //! - `sdks`: the real, unmodified Python and Node SDKs installed from the registries.
 //! - `sdk_rust`: the real Rust `sentry` crate.
 //! - `cli`: the admin commands and configuration errors.
+//! - `plugins`: the built-in plugins against real peers (HTTP receiver, SMTP server).
 
 mod api;
 mod cli;
@@ -17,4 +18,5 @@ mod harness;
 mod ingest_errors;
 mod replay;
 mod sdk_rust;
+mod plugins;
 mod sdks;

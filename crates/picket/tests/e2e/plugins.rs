@@ -1,0 +1,322 @@
+//! The built-in plugins against real peers on loopback: an HTTP receiver
+//! that checks webhook signatures (and fails on purpose to prove retries), a
+//! real SMTP server (aiosmtpd) for mail, and a tracker endpoint.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use reqwest::blocking::Client;
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+use crate::harness::{deps_dir, Picket};
+
+/// A request the receiver got.
+#[derive(Debug, Clone)]
+struct Received {
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Received {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+/// An HTTP/1.1 server on loopback that records requests and answers from a
+/// script (then 200 `{}`). Stops with the test process.
+struct Receiver {
+    port: u16,
+    got: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    fn start(script: Vec<(u16, &'static str)>) -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let script = Arc::new(Mutex::new(VecDeque::from(script)));
+        let g = got.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream);
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let path = line.split_whitespace().nth(1).unwrap_or_default().to_string();
+                let mut headers = Vec::new();
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = h.trim_end().split_once(':') {
+                        headers.push((k.trim().to_string(), v.trim().to_string()));
+                    }
+                }
+                let len: usize = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")).and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+                let mut body = vec![0; len];
+                let _ = reader.read_exact(&mut body);
+                g.lock().unwrap().push(Received { path, headers, body });
+                let (status, answer) = script.lock().unwrap().pop_front().unwrap_or((200, "{}"));
+                let mut stream = reader.into_inner();
+                let _ = write!(stream, "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}", answer.len());
+            }
+        });
+        Receiver { port, got }
+    }
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+    fn received(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+}
+
+fn send(p: &Picket, event: Value) {
+    let r = Client::new().post(format!("{}/api/{}/store/?sentry_key={}", p.base_url(), p.project_id, p.public_key)).json(&event).send().unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+}
+
+fn error_event(ty: &str, value: &str) -> Value {
+    json!({
+        "platform": "python",
+        "level": "error",
+        "logger": "app.jobs",
+        "exception": {"values": [{"type": ty, "value": value, "stacktrace": {"frames": [
+            {"filename": "app/jobs.py", "function": "run", "lineno": 12, "context_line": "do_it()", "in_app": true}
+        ]}}]},
+    })
+}
+
+fn configure(p: &Picket, slug: &str, body: Value) {
+    let (status, v, _) = p.api_request("PUT", &format!("/api/0/projects/acme/web/plugins/{slug}/"), Some(body));
+    assert_eq!(status, 200, "configuring {slug}: {v}");
+}
+
+fn wait_until(what: &str, p: &Picket, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}; log:\n{}", p.log());
+}
+
+#[test]
+fn webhooks_are_signed_refused_for_private_addresses_and_retried() {
+    let receiver = Receiver::start(vec![(503, "{\"busy\": true}")]);
+    let p = Picket::start("plugin-webhooks");
+    configure(&p, "webhooks", json!({"enabled": true, "options": {"urls": receiver.url("/hook"), "secret": "s3cret", "when": "new"}}));
+    // Loopback is not a public address: refused, permanently, and said so.
+    send(&p, error_event("FirstError", "before the site option"));
+    wait_until("the refusal to be recorded", &p, 20, || p.cli_ok(&["plugins", "list"]).lines().any(|l| l.starts_with("webhooks ") && l.contains("not a public address")));
+    assert!(receiver.received().is_empty());
+    // A superuser allows private addresses for this plugin.
+    p.cli_ok(&["plugins", "set", "webhooks", "allow_private_networks=true"]);
+    let started = Instant::now();
+    send(&p, error_event("SecondError", "after the site option"));
+    // The first try gets a 503; the retry (2 s later) is delivered.
+    wait_until("the retried delivery", &p, 30, || receiver.received().len() >= 2);
+    assert!(started.elapsed() >= Duration::from_millis(1500), "retried with backoff");
+    let got = receiver.received();
+    assert_eq!(got[0].body, got[1].body, "the retry sends the same document");
+    let r = &got[1];
+    assert_eq!(r.path, "/hook");
+    let ts = r.header("X-Picket-Timestamp").unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(b"s3cret").unwrap();
+    mac.update(format!("{ts}.").as_bytes());
+    mac.update(&r.body);
+    assert_eq!(r.header("X-Picket-Signature").unwrap(), format!("sha256={}", hex::encode(mac.finalize().into_bytes())));
+    let doc = r.json();
+    assert_eq!(doc["action"], "created");
+    assert_eq!(doc["issue"]["title"], "SecondError: after the site option");
+    assert!(doc["issue"]["url"].as_str().unwrap().contains("/organizations/acme/issues/"));
+    // `when: new`: another event of the same issue sends nothing.
+    send(&p, error_event("SecondError", "after the site option"));
+    p.wait_for_events(3);
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(receiver.received().len(), 2);
+}
+
+#[test]
+fn slack_and_discord_get_a_short_message_with_a_link() {
+    let receiver = Receiver::start(vec![]);
+    let p = Picket::start("plugin-chat");
+    p.cli_ok(&["plugins", "set", "slack", "allow_private_networks=true"]);
+    p.cli_ok(&["plugins", "set", "discord", "allow_private_networks=true"]);
+    configure(&p, "slack", json!({"enabled": true, "options": {"webhook_url": receiver.url("/slack")}}));
+    configure(&p, "discord", json!({"enabled": true, "options": {"webhook_url": receiver.url("/discord")}}));
+    send(&p, error_event("Bad<Thing>", "a & b @everyone"));
+    wait_until("two messages", &p, 20, || receiver.received().len() >= 2);
+    let got = receiver.received();
+    let slack = got.iter().find(|r| r.path == "/slack").unwrap().json();
+    let text = slack["text"].as_str().unwrap();
+    assert!(text.starts_with("<http://127.0.0.1:") && text.contains("|New issue in web: [ERROR] Bad&lt;Thing&gt;: a &amp; b"), "{text}");
+    let discord = got.iter().find(|r| r.path == "/discord").unwrap().json();
+    assert!(discord["content"].as_str().unwrap().contains("Bad<Thing>"), "{discord}");
+    assert_eq!(discord["allowed_mentions"], json!({"parse": []}), "no @everyone from event data");
+}
+
+/// aiosmtpd writing every message it receives into a Maildir.
+struct Smtp {
+    child: Child,
+    port: u16,
+    maildir: std::path::PathBuf,
+}
+
+impl Smtp {
+    fn start(dir: &std::path::Path) -> Smtp {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let maildir = dir.join("maildir");
+        let child = Command::new(deps_dir().join("py-smtp/bin/python"))
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox", maildir.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("aiosmtpd (installed by scripts/install-test-deps.sh)");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "aiosmtpd did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Smtp { child, port, maildir }
+    }
+    fn messages(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for sub in ["new", "cur"] {
+            for e in std::fs::read_dir(self.maildir.join(sub)).into_iter().flatten().flatten() {
+                out.push(std::fs::read_to_string(e.path()).unwrap_or_default());
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn mail_goes_through_a_real_smtp_server_to_those_who_want_it() {
+    let p = Picket::start("plugin-mail");
+    let smtp = Smtp::start(&p.dir);
+    p.cli_ok(&["plugins", "set", "mail", "smtp_host=127.0.0.1", &format!("smtp_port={}", smtp.port), "from=alerts@picket.example"]);
+    configure(&p, "mail", json!({"enabled": true, "options": {"send_to": "oncall@example.com", "min_level": "error", "exclude_loggers": "noisy"}}));
+    // The admin as an owner who gets mail, and a member who opted out of this project's mail.
+    p.cli_ok(&["org", "add-member", "acme", "--email", "admin@example.com", "--role", "owner"]);
+    p.cli_ok(&["createuser", "--email", "quiet@example.com", "--password", "a long enough password"]);
+    p.cli_ok(&["org", "add-member", "acme", "--email", "quiet@example.com", "--role", "member"]);
+    let quiet = crate::harness::last_line(&p.cli_ok(&["token", "create", "--email", "quiet@example.com"]));
+    let r = Client::new().put(format!("{}/api/0/projects/acme/web/plugins/mail/user-options/", p.base_url())).bearer_auth(&quiet).json(&json!({"alerts": false})).send().unwrap();
+    assert_eq!(r.status(), 200);
+    // Below the level and from an excluded logger: no mail. Then one that qualifies.
+    send(&p, json!({"message": "just info", "level": "info"}));
+    let mut noisy = error_event("NoisyError", "ignored");
+    noisy["logger"] = json!("noisy");
+    send(&p, noisy);
+    send(&p, error_event("PaymentError", "card <declined>"));
+    wait_until("two e-mails", &p, 20, || smtp.messages().len() >= 2);
+    std::thread::sleep(Duration::from_millis(500));
+    let messages = smtp.messages();
+    assert_eq!(messages.len(), 2, "oncall and the admin; not the member who opted out");
+    let all = messages.join("\n");
+    assert!(all.contains("To: oncall@example.com") && all.contains("To: admin@example.com") && !all.contains("quiet@example.com"), "{all}");
+    assert!(all.contains("From: alerts@picket.example"));
+    assert!(all.contains("Subject: [Picket] [web] ERROR: PaymentError: card <declined>"), "{all}");
+    assert!(all.contains("Stacktrace (most recent call last):"), "interfaces' text in the body: {all}");
+    assert!(all.contains("card &lt;declined&gt;"), "escaped in the HTML part: {all}");
+}
+
+#[test]
+fn the_issue_tracker_creates_and_links_a_ticket() {
+    let receiver = Receiver::start(vec![(201, r#"{"id": "T-7", "url": "https://tracker.example/T-7"}"#)]);
+    let p = Picket::start("plugin-tracker");
+    p.cli_ok(&["plugins", "set", "issue-tracker", "allow_private_networks=true"]);
+    configure(&p, "issue-tracker", json!({"enabled": true, "options": {"endpoint": receiver.url("/tickets"), "token": "trk-token", "label_prefix": "T#"}}));
+    send(&p, error_event("TicketError", "needs a ticket"));
+    p.wait_for_events(1);
+    let issue = p.issues(None)[0]["id"].as_str().unwrap().to_string();
+    let slots = p.api(&format!("/api/0/issues/{issue}/plugins/"));
+    let action = slots["actions"].as_array().unwrap().iter().find(|a| a["plugin"] == "issue-tracker").expect("Create ticket action").clone();
+    assert_eq!(action["label"], "Create ticket");
+    let page_url = format!("{}{}", p.base_url(), action["url"].as_str().unwrap());
+    let form = Client::new().get(&page_url).bearer_auth(&p.token).send().unwrap().text().unwrap();
+    assert!(form.contains("<form method=\"post\">") && form.contains("value=\"TicketError: needs a ticket\""), "{form}");
+    let no_redirect = Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = no_redirect
+        .post(&page_url)
+        .bearer_auth(&p.token)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("title=Fix+TicketError&description=see+%3Cissue%3E")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let got = receiver.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].header("Authorization"), Some("Bearer trk-token"));
+    let doc = got[0].json();
+    assert_eq!(doc["title"], "Fix TicketError");
+    assert_eq!(doc["description"], "see <issue>");
+    // Linked: a tag with the ticket, and no more "Create ticket".
+    let slots = p.api(&format!("/api/0/issues/{issue}/plugins/"));
+    assert!(slots["tags"].as_array().unwrap().iter().any(|t| t["html"] == "<a class=\"ticket\" href=\"https:&#x2F;&#x2F;tracker.example&#x2F;T-7\" rel=\"noopener noreferrer\">T#T-7</a>"), "{slots}");
+    assert!(!slots["actions"].as_array().unwrap().iter().any(|a| a["plugin"] == "issue-tracker"));
+}
+
+#[test]
+fn tag_plugins_tag_events_and_can_be_switched_off() {
+    let p = Picket::start("plugin-tags");
+    let ua = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36";
+    let event = |msg: &str| json!({
+        "message": msg,
+        "server_name": "web-1",
+        "request": {"url": "https://shop.example/cart?id=1", "headers": {"User-Agent": ua}},
+        "user": {"email": "buyer@example.com"},
+    });
+    send(&p, event("tagged"));
+    p.wait_for_events(1);
+    let issue = p.issues(None)[0]["id"].as_str().unwrap().to_string();
+    let tags: Vec<(String, String)> = p
+        .api(&format!("/api/0/issues/{issue}/tags/"))
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|k| {
+            let key = k["key"].as_str().unwrap().to_string();
+            p.api(&format!("/api/0/issues/{issue}/tags/{key}/values/")).as_array().unwrap().iter().map(|v| (key.clone(), v["value"].as_str().unwrap().to_string())).collect::<Vec<_>>()
+        })
+        .collect();
+    for expected in [("browser", "Chrome 126"), ("os", "Windows 10"), ("user_email", "buyer@example.com"), ("url", "https://shop.example/cart"), ("server_name", "web-1")] {
+        assert!(tags.iter().any(|(k, v)| k == expected.0 && v == expected.1), "{expected:?} in {tags:?}");
+    }
+    // The filters offer them, and the stream filters by them.
+    let found = p.api("/api/0/projects/acme/web/issues/?query=&browser=Chrome%20126");
+    assert_eq!(found.as_array().unwrap().len(), 1);
+    // Switched off in the project: new events no longer get the tag.
+    configure(&p, "user-emails", json!({"enabled": false}));
+    configure(&p, "interface-types", json!({"enabled": true}));
+    send(&p, json!({"message": "after", "user": {"email": "x@example.com"}, "request": {"url": "https://a.example/"}}));
+    p.wait_for_events(2);
+    let after = p.issues(Some("after"))[0]["id"].as_str().unwrap().to_string();
+    let keys: Vec<String> = p.api(&format!("/api/0/issues/{after}/tags/")).as_array().unwrap().iter().map(|k| k["key"].as_str().unwrap().to_string()).collect();
+    assert!(!keys.contains(&"user_email".to_string()), "{keys:?}");
+    let types = p.api(&format!("/api/0/issues/{after}/tags/interface_type/values/"));
+    assert_eq!(types[0]["value"], "logentry,request,user", "{types}");
+}
