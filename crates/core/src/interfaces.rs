@@ -751,15 +751,15 @@ pub fn render_html(registry: &picket_plugin_api::Registry, data: &Map<String, Va
         .collect()
 }
 
-/// The interfaces of an event as plain text (e-mails, tickets), as `(title, text)`.
-pub fn render_text(registry: &picket_plugin_api::Registry, data: &Map<String, Value>) -> Vec<(&'static str, String)> {
+/// The interfaces of an event as plain text (e-mails, tickets), as `(key, title, text)`.
+pub fn render_text(registry: &picket_plugin_api::Registry, data: &Map<String, Value>) -> Vec<(&'static str, &'static str, String)> {
     registry
         .interfaces()
         .iter()
         .filter_map(|iface| {
             let v = data.get(iface.key())?;
             let text = guarded(iface.key(), "to_text", || iface.to_text(v)).flatten()?;
-            (!text.trim().is_empty()).then(|| (iface.title(), text))
+            (!text.trim().is_empty()).then(|| (iface.key(), iface.title(), text))
         })
         .collect()
 }

@@ -20,12 +20,21 @@ pub struct ProjectPlugins {
     pub project: ProjectRef,
     /// Enabled plugins in title order, each with its project options (defaults filled in).
     pub enabled: Vec<(&'static RegisteredPlugin, OptionValues)>,
+    /// Each enabled plugin's site-wide options, by slug.
+    pub site: BTreeMap<String, OptionValues>,
 }
 
 impl ProjectPlugins {
-    /// Selects the enabled plugins from the stored choices (slug → on/off) and options (slug → key → value).
-    pub fn new(registry: &'static Registry, project: ProjectRef, choices: &BTreeMap<String, bool>, options: &BTreeMap<String, BTreeMap<String, Value>>) -> ProjectPlugins {
-        let enabled = registry
+    /// Selects the enabled plugins from the stored choices (slug → on/off),
+    /// project options and site options (slug → key → value).
+    pub fn new(
+        registry: &'static Registry,
+        project: ProjectRef,
+        choices: &BTreeMap<String, bool>,
+        options: &BTreeMap<String, BTreeMap<String, Value>>,
+        site: &BTreeMap<String, BTreeMap<String, Value>>,
+    ) -> ProjectPlugins {
+        let enabled: Vec<(&'static RegisteredPlugin, OptionValues)> = registry
             .plugins()
             .iter()
             .filter(|p| p.is_enabled(choices.get(p.slug()).copied()))
@@ -34,7 +43,21 @@ impl ProjectPlugins {
                 (p, OptionValues::with_defaults(&specs, options.get(p.slug()).cloned().unwrap_or_default()))
             })
             .collect();
-        ProjectPlugins { project, enabled }
+        let site = enabled
+            .iter()
+            .map(|(p, _)| {
+                let specs = p.call("site_options", |pl| Ok(pl.site_options())).unwrap_or_default();
+                (p.slug().to_string(), OptionValues::with_defaults(&specs, site.get(p.slug()).cloned().unwrap_or_default()))
+            })
+            .collect();
+        ProjectPlugins { project, enabled, site }
+    }
+
+    /// The context of a project hook for one enabled plugin.
+    pub fn context(&self, slug: &str, options: &OptionValues) -> ProjectContext {
+        let mut ctx = ProjectContext::new(self.project.clone(), options.clone());
+        ctx.site_options = self.site.get(slug).cloned().unwrap_or_default();
+        ctx
     }
 
     /// The options of an enabled plugin.
@@ -45,7 +68,7 @@ impl ProjectPlugins {
     /// Whether any enabled plugin says the project is rate limited.
     pub fn is_rate_limited(&self) -> bool {
         self.enabled.iter().any(|(p, options)| {
-            let ctx = ProjectContext::new(self.project.clone(), options.clone());
+            let ctx = self.context(p.slug(), options);
             p.call("is_rate_limited", |pl| pl.is_rate_limited(&ctx)).unwrap_or(false)
         })
     }
@@ -54,8 +77,7 @@ impl ProjectPlugins {
 impl EventHooks for ProjectPlugins {
     fn preprocess(&self, data: &mut Map<String, Value>) {
         for (p, options) in &self.enabled {
-            let ctx = ProjectContext::new(self.project.clone(), options.clone());
-            // An object must stay an object whatever the plugin did.
+            let ctx = self.context(p.slug(), options);
             p.call("preprocess_event", |pl| pl.preprocess_event(&ctx, data));
         }
     }
@@ -78,19 +100,37 @@ fn grantable(perm: Permission) -> bool {
     matches!(perm, Permission::AddProject | Permission::AddTeam)
 }
 
-/// The one authorization function. `core_allows` is Picket's own rule (the
-/// user's role). Superusers are always allowed. Otherwise every plugin is
-/// asked: any `Some(false)` denies (a veto); a `Some(true)` can grant only
-/// the creation permissions (`add_project`, `add_team`); `None` leaves the
-/// decision to Picket's rule. A plugin that fails is skipped (it neither
-/// grants nor vetoes).
+/// The one authorization function, for site-wide permissions (no project):
+/// every plugin is asked. `core_allows` is Picket's own rule (the user's
+/// role). Superusers are always allowed. Otherwise any `Some(false)` denies
+/// (a veto); a `Some(true)` can grant only the creation permissions
+/// (`add_project`, `add_team`); `None` leaves the decision to Picket's rule.
+/// A plugin that fails is skipped (it neither grants nor vetoes).
 pub fn authorize(registry: &Registry, ctx: &PermContext, core_allows: bool) -> bool {
+    decide(registry.plugins().iter().map(|p| (p, None)), ctx, core_allows)
+}
+
+/// [`authorize`] for a permission in a project: only the plugins enabled
+/// there are asked, each with its options in [`PermContext::options`].
+pub fn authorize_in_project(plugins: &ProjectPlugins, ctx: &PermContext, core_allows: bool) -> bool {
+    decide(plugins.enabled.iter().map(|(p, o)| (*p, Some(o))), ctx, core_allows)
+}
+
+fn decide<'a>(plugins: impl Iterator<Item = (&'a RegisteredPlugin, Option<&'a OptionValues>)>, ctx: &PermContext, core_allows: bool) -> bool {
     if ctx.user.is_superuser {
         return true;
     }
     let mut granted = false;
-    for p in registry.plugins() {
-        match p.call("has_perm", |pl| pl.has_perm(ctx)).flatten() {
+    for (p, options) in plugins {
+        let answer = match options {
+            Some(o) => {
+                let mut c = ctx.clone();
+                c.options = o.clone();
+                p.call("has_perm", |pl| pl.has_perm(&c)).flatten()
+            }
+            None => p.call("has_perm", |pl| pl.has_perm(ctx)).flatten(),
+        };
+        match answer {
             Some(false) => {
                 tracing::info!(plugin = p.slug(), perm = ctx.perm.as_str(), user = ctx.user.email, "permission vetoed by plugin");
                 return false;
@@ -105,7 +145,7 @@ pub fn authorize(registry: &Registry, ctx: &PermContext, core_allows: bool) -> b
 #[cfg(test)]
 mod tests {
     use super::*;
-    use picket_plugin_api::{HookResult, Plugin, PluginMeta, UserRef};
+    use picket_plugin_api::{HookResult, Plugin, PluginMeta, ProjectRef, UserRef};
 
     struct Veto;
     impl Plugin for Veto {
@@ -140,5 +180,17 @@ mod tests {
         let mut root = user.clone();
         root.is_superuser = true;
         assert!(authorize(&r, &PermContext::new(root, Permission::RemoveProject), false), "superusers are never vetoed");
+    }
+
+    #[test]
+    fn in_a_project_only_enabled_plugins_are_asked() {
+        let r: &'static Registry = Box::leak(Box::new(registry()));
+        let project = ProjectRef::new(1, "acme", "web", "Web");
+        let user = UserRef::new(1, "a@example.com", Some("owner"));
+        let ctx = PermContext::new(user, Permission::RemoveProject);
+        let off = ProjectPlugins::new(r, project.clone(), &BTreeMap::new(), &BTreeMap::new(), &BTreeMap::new());
+        assert!(authorize_in_project(&off, &ctx, true), "a disabled plugin has no say");
+        let on = ProjectPlugins::new(r, project, &BTreeMap::from([("veto".to_string(), true)]), &BTreeMap::new(), &BTreeMap::new());
+        assert!(!authorize_in_project(&on, &ctx, true));
     }
 }

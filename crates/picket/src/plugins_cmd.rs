@@ -83,16 +83,24 @@ pub fn run(command: PluginsCommand, store: &Store) -> Result<()> {
             let p = registry.get(&slug).with_context(|| format!("plugin '{slug}' not found; see: picket plugins list"))?;
             let specs = p.plugin().site_options();
             let mut form = serde_json::Map::new();
+            let mut removed = Vec::new();
             for kv in &values {
                 let Some((k, v)) = kv.split_once('=') else { bail!("expected key=value, got '{kv}'") };
-                form.insert(k.trim().to_string(), Value::String(v.to_string()));
+                let k = k.trim().to_string();
+                // `key=` removes, secrets included (a form keeps an empty secret; a command line says what it means).
+                if v.is_empty() && specs.iter().any(|s| s.key == k && !s.required) {
+                    removed.push((k, None));
+                } else {
+                    form.insert(k, Value::String(v.to_string()));
+                }
             }
-            let updates = picket_plugin_api::options::validate_form(&specs, &form).map_err(|errors| {
+            let mut updates = picket_plugin_api::options::validate_form(&specs, &form).map_err(|errors| {
                 anyhow::anyhow!("invalid options for '{slug}': {}", errors.iter().map(|(k, e)| format!("{k}: {e}")).collect::<Vec<_>>().join("; "))
             })?;
+            updates.extend(removed);
             let n = updates.len();
             store.write_blocking(move |c| stored::set_options(c, Scope::Site, &slug, &updates))?;
-            println!("{n} option(s) saved; running servers pick them up at the next event");
+            println!("{n} option(s) saved; running servers apply them within 2 seconds");
             Ok(())
         }
     }

@@ -70,6 +70,18 @@ pub fn escape(s: &str) -> String {
     out
 }
 
+/// A template that does not compile or render: says which and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateError(String);
+
+impl fmt::Display for TemplateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TemplateError {}
+
 /// A template a plugin ships (usually with `include_str!`), rendered with
 /// [minijinja](https://docs.rs/minijinja) syntax. HTML auto-escaping is
 /// always on, whatever the template's name: `{{ value }}` is escaped, and
@@ -88,18 +100,18 @@ pub struct Template {
 
 impl Template {
     /// Compiles a template; a syntax error names the template and the line.
-    pub fn new(name: &'static str, source: &'static str) -> Result<Template, String> {
+    pub fn new(name: &'static str, source: &'static str) -> Result<Template, TemplateError> {
         let mut env = minijinja::Environment::new();
         env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
-        env.add_template(name, source).map_err(|e| format!("template '{name}': {e}"))?;
+        env.add_template(name, source).map_err(|e| TemplateError(format!("template '{name}': {e}")))?;
         Ok(Template { env, name })
     }
 
     /// Renders the template with `context` (any serializable value).
-    pub fn render<S: serde::Serialize>(&self, context: &S) -> Result<Html, String> {
-        let t = self.env.get_template(self.name).map_err(|e| format!("template '{}': {e}", self.name))?;
-        t.render(context).map(Html).map_err(|e| format!("rendering template '{}': {e}", self.name))
+    pub fn render<S: serde::Serialize>(&self, context: &S) -> Result<Html, TemplateError> {
+        let t = self.env.get_template(self.name).map_err(|e| TemplateError(format!("template '{}': {e}", self.name)))?;
+        t.render(context).map(Html).map_err(|e| TemplateError(format!("rendering template '{}': {e}", self.name)))
     }
 }
 
@@ -128,7 +140,7 @@ mod tests {
 
     #[test]
     fn template_errors_name_the_template() {
-        let e = Template::new("broken", "{% if %}").unwrap_err();
+        let e = Template::new("broken", "{% if %}").unwrap_err().to_string();
         assert!(e.starts_with("template 'broken'"), "{e}");
     }
 }

@@ -66,7 +66,8 @@ pub trait Interface: Send + Sync + 'static {
     /// Order of grouping and display, highest first: the interface with the
     /// highest score that returns a grouping component decides the group.
     /// Picket's: exception 2000, threads 1010, stacktrace 1000, csp 900, template 800,
-    /// request 700, user 300, message 0.
+    /// request 700, user 300, breadcrumbs 100, message (`logentry`), query, contexts
+    /// and debug_meta 0. Equal scores are ordered by key: pick a distinct score.
     fn score(&self) -> i32 {
         0
     }

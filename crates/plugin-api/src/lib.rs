@@ -49,7 +49,7 @@ pub mod registry;
 pub mod view;
 
 pub use filter::{Choice, Condition, EventFilter, FilterContext, FilterData, FilterTarget};
-pub use html::{Html, Template};
+pub use html::{Html, Template, TemplateError};
 pub use interface::{GroupingContext, Interface, NormalizeContext};
 pub use model::{Event, IssueRef, Link, ProjectRef, UserRef};
 pub use options::{OptionKind, OptionSpec, OptionValues};

@@ -50,7 +50,7 @@ pub enum OptionKind {
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
 pub struct OptionSpec {
-    /// Key under which the value is stored (`<slug>:<key>`) and read back.
+    /// Key under which the value is stored (per plugin and scope) and read back. `enabled` is reserved.
     pub key: String,
     /// Label of the form field.
     pub label: String,
@@ -217,7 +217,7 @@ impl OptionValues {
         self.0.get(key)
     }
 
-    /// A text value (also numbers, as text).
+    /// A text value; `None` when absent, empty or not text.
     pub fn str(&self, key: &str) -> Option<&str> {
         self.0.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
     }

@@ -392,12 +392,14 @@ pub struct PermContext {
     pub issue_id: Option<i64>,
     /// The plugin concerned (`configure_project_plugin`).
     pub plugin: Option<String>,
+    /// The asked plugin's options in the project concerned (empty for site-wide permissions).
+    pub options: OptionValues,
 }
 
 impl PermContext {
     /// A context (for Picket and for tests).
     pub fn new(user: UserRef, perm: Permission) -> PermContext {
-        PermContext { user, perm, org_slug: None, project: None, issue_id: None, plugin: None }
+        PermContext { user, perm, org_slug: None, project: None, issue_id: None, plugin: None, options: OptionValues::default() }
     }
 }
 
@@ -463,20 +465,24 @@ pub trait Plugin: Send + Sync + 'static {
     }
 
     /// The plugin's own page under an issue (`/api/0/issues/{id}/plugins/{slug}/`).
-    /// `None` sends the user back to the issue.
+    /// `None` sends the user back to the issue. A `POST` is only passed on for
+    /// users who may act on the issue (`admin_event`); the meta updates of the
+    /// response are stored before it is sent.
     fn view(&self, _ctx: &ViewContext) -> HookResult<Option<ViewResponse>> {
         Ok(None)
     }
 
     /// Changes an event after normalization and before grouping (scrub a
     /// field, add context, rewrite a fingerprint). Runs on the digest path:
-    /// keep it fast.
+    /// keep it fast. If it fails, the changes it made before failing stay:
+    /// make them at the end, once nothing can fail.
     fn preprocess_event(&self, _ctx: &ProjectContext, _event: &mut Map<String, Value>) -> HookResult<()> {
         Ok(())
     }
 
     /// Tags to add to an event before it is grouped (the classic TagPlugin):
     /// they are stored, counted per issue and searchable like the SDK's own.
+    /// `ctx.event.tags` holds the SDK's and Picket's tags, not other plugins'.
     fn get_tags(&self, _ctx: &EventContext<'_>) -> HookResult<Vec<(String, String)>> {
         Ok(Vec::new())
     }
@@ -499,8 +505,11 @@ pub trait Plugin: Send + Sync + 'static {
         Ok(Vec::new())
     }
 
-    /// An opinion on a permission: `Some(true)` allows, `Some(false)` vetoes,
-    /// `None` (the default) leaves it to Picket's rules. Superusers are never vetoed.
+    /// An opinion on a permission: `Some(false)` vetoes, `None` (the default)
+    /// leaves it to Picket's rules, `Some(true)` grants only `add_project` and
+    /// `add_team`. Asked of the plugins enabled in the project concerned (with
+    /// their options in `ctx.options`), or of every plugin for site-wide
+    /// permissions. Superusers are never vetoed.
     fn has_perm(&self, _ctx: &PermContext) -> HookResult<Option<bool>> {
         Ok(None)
     }

@@ -141,6 +141,9 @@ impl RegisteredPlugin {
     }
 }
 
+/// The option key that records whether a plugin is on in a project; no plugin may declare it.
+pub const RESERVED_OPTION: &str = "enabled";
+
 static OBSERVER: OnceLock<Box<dyn Fn(&HookFailure) + Send + Sync>> = OnceLock::new();
 
 /// Sets the function told about every hook failure (Picket logs and stores them). Only the first call counts.
@@ -270,6 +273,17 @@ impl RegistryBuilder {
             self.problems.push(format!("a plugin registered by '{}' has no title or slug; it is not loaded", crate_of(module)));
             return self;
         }
+        let reserved = catch_unwind(AssertUnwindSafe(|| {
+            [plugin.project_options(), plugin.site_options(), plugin.user_options()].into_iter().flatten().any(|o| o.key == crate::registry::RESERVED_OPTION)
+        }));
+        if !matches!(reserved, Ok(false)) {
+            self.problems.push(format!(
+                "plugin '{}' ({}) declares an option named '{RESERVED_OPTION}' (reserved for enabling it) or panicked listing its options; it is not loaded",
+                meta.slug,
+                crate_of(module)
+            ));
+            return self;
+        }
         if let Some(other) = self.plugins.iter().find(|p| p.meta.slug == meta.slug) {
             self.problems.push(format!(
                 "plugin slug '{}' is registered by both '{}' and '{}'; the second is not loaded: give one of them another slug",
@@ -285,7 +299,14 @@ impl RegistryBuilder {
 
     /// Adds an interface.
     pub fn add_interface(&mut self, i: Box<dyn Interface>, module: &'static str) -> &mut Self {
-        let keys: Vec<&str> = std::iter::once(i.key()).chain(i.aliases().iter().copied()).collect();
+        // Called again on every event: an interface that panics here is not loaded.
+        let Ok(keys) = catch_unwind(AssertUnwindSafe(|| {
+            let _ = i.score();
+            std::iter::once(i.key()).chain(i.aliases().iter().copied()).collect::<Vec<&str>>()
+        })) else {
+            self.problems.push(format!("an interface registered by '{}' panicked in key(), aliases() or score(); it is not loaded", crate_of(module)));
+            return self;
+        };
         if let Some((other, by)) = self.interfaces.iter().find(|(o, _)| keys.iter().any(|k| o.key() == *k || o.aliases().contains(k))) {
             self.problems.push(format!(
                 "interface key '{}' is claimed by '{}' and again by '{}'; the second is not loaded",
@@ -301,6 +322,10 @@ impl RegistryBuilder {
 
     /// Adds a filter.
     pub fn add_filter(&mut self, f: Box<dyn EventFilter>, module: &'static str) -> &mut Self {
+        if catch_unwind(AssertUnwindSafe(|| (f.query_param(), f.label(), f.targets()))).is_err() {
+            self.problems.push(format!("a filter registered by '{}' panicked in query_param(), label() or targets(); it is not loaded", crate_of(module)));
+            return self;
+        }
         if self.filters.iter().any(|(o, _)| o.query_param() == f.query_param()) {
             self.problems.push(format!("filter parameter '{}' is registered twice (again by '{}'); the second is not loaded", f.query_param(), crate_of(module)));
             return self;

@@ -220,16 +220,25 @@ async fn list_issues(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let user = authed_user(&state, &headers).await?;
-    let (p, _) = project_for(&state, &user, org.clone(), project.clone()).await?;
+    let (p, role) = project_for(&state, &user, org.clone(), project.clone()).await?;
     // Sentry's default stream shows unresolved issues; `query=` (empty) shows all.
-    let mut search = IssueSearch::parse(params.query.as_deref().unwrap_or("is:unresolved"))?;
-    crate::plugin_api::apply_filters(&state, &p, params.filters, &mut search).await?;
+    // Without `query`, the filters' defaults apply (the status filter's: unresolved issues).
+    let mut search = IssueSearch::parse(params.query.as_deref().unwrap_or(""))?;
+    crate::plugin_api::apply_filters(&state, &p, params.filters, params.query.is_none(), &mut search).await?;
     let sort = IssueSort::parse(params.sort.as_deref().unwrap_or("date"))
         .ok_or_else(|| ApiError::bad_request(format!("unknown sort '{}': use date, new, freq or user", params.sort.as_deref().unwrap_or_default())))?;
     let page = Page { cursor: params.cursor, limit: params.limit };
     let (offset, limit, pid) = (page.offset(), page.limit(), p.id);
     let issues = state.store.read_async(move |c| query::list_issues(c, pid, &search, sort, offset, limit)).await?;
-    let rows = issues.iter().map(|i| issue_json(&state, i, &p)).collect();
+    let mut tags = crate::plugin_api::stream_tags(&state, &p, &user, &role, &issues[..issues.len().min(limit)]).await?;
+    let rows = issues
+        .iter()
+        .map(|i| {
+            let mut v = issue_json(&state, i, &p);
+            v["pluginTags"] = Value::Array(tags.remove(&i.id).unwrap_or_default());
+            v
+        })
+        .collect();
     Ok(paginated(&state, &format!("/api/0/projects/{org}/{project}/issues/"), raw.as_deref(), &page, rows))
 }
 
@@ -257,7 +266,7 @@ struct IssueUpdate {
 async fn update_issue(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
     let user = authed_user(&state, &headers).await?;
     let (issue, p, role) = issue_for(&state, &user, &id).await?;
-    if !crate::plugin_api::can_admin_event(&state, &user, &role, &p, issue.id) {
+    if !crate::plugin_api::can_admin_event(&state, &user, &role, &p, issue.id).await? {
         return Err(ApiError::forbidden("your role may not change issues"));
     }
     let update: IssueUpdate = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}; expected {{\"status\": \"resolved\"}}")))?;
@@ -272,8 +281,9 @@ async fn update_issue(State(state): State<AppState>, headers: HeaderMap, Path(id
 
 async fn delete_issue(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
     let user = authed_user(&state, &headers).await?;
-    let (issue, _, role) = issue_for(&state, &user, &id).await?;
-    if !matches!(role.as_str(), "admin" | "owner") {
+    let (issue, p, role) = issue_for(&state, &user, &id).await?;
+    let core_allows = matches!(role.as_str(), "admin" | "owner");
+    if !crate::plugin_api::allowed(&state, &user, &role, picket_plugin_api::Permission::AdminEvent, &p, None, Some(issue.id), core_allows).await? {
         return Err(ApiError::forbidden("deleting issues needs the admin or owner role"));
     }
     let iid = issue.id;

@@ -221,7 +221,7 @@ async fn check_plugins(state: &AppState, project_id: i64) -> Result<(), ApiError
     let mut ctx = picket_plugin_api::PermContext::new(picket_plugin_api::UserRef::new(0, "", None), picket_plugin_api::Permission::CreateEvent);
     ctx.project = Some(plugins.project.clone());
     ctx.org_slug = Some(plugins.project.org_slug.clone());
-    if !picket_core::plugins::authorize(state.plugins.registry, &ctx, true) {
+    if !picket_core::plugins::authorize_in_project(&plugins, &ctx, true) {
         return Err(ApiError::unauthorized("this event cannot be recorded: a plugin denied create_event for this project"));
     }
     Ok(())

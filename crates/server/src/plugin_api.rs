@@ -16,7 +16,7 @@ use picket_core::filters::TagFilter;
 use picket_plugin_api::registry::RegisteredPlugin;
 use picket_plugin_api::{
     Choice, Condition, EventFilter, FilterContext, FilterData, FilterTarget, IssueContext, IssueListContext, Link, OptionSpec, PermContext, Permission,
-    ProjectContext, UserRef, ViewBody, ViewContext,
+    UserRef, ViewBody, ViewContext,
 };
 use picket_store::accounts::{Project, User};
 use picket_store::plugins::{self as stored, Scope};
@@ -25,7 +25,7 @@ use serde_json::{json, Map, Value};
 
 use crate::api::{authed_user, issue_for, project_for, WRITE_ROLES};
 use crate::error::ApiError;
-use crate::plugins::{issue_ref, project_ref, scoped_options};
+use crate::plugins::{issue_ref, project_ref};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -48,23 +48,20 @@ fn user_ref(user: &User, role: &str) -> UserRef {
     u
 }
 
-/// Picket's rule and the plugins' opinions, for one permission.
-fn allowed(state: &AppState, user: &User, role: &str, perm: Permission, project: Option<&Project>, core_allows: bool) -> bool {
+/// Picket's rule and the opinions of the plugins enabled in the project, for one permission.
+pub(crate) async fn allowed(state: &AppState, user: &User, role: &str, perm: Permission, project: &Project, plugin: Option<&str>, issue_id: Option<i64>, core_allows: bool) -> Result<bool, ApiError> {
+    let plugins = state.plugins.project(state, project.id).await?;
     let mut ctx = PermContext::new(user_ref(user, role), perm);
-    if let Some(p) = project {
-        ctx.project = Some(project_ref(p));
-        ctx.org_slug = Some(p.org_slug.clone());
-    }
-    picket_core::plugins::authorize(state.plugins.registry, &ctx, core_allows)
-}
-
-/// Whether the user may act on issues of the project (`admin_event`).
-pub(crate) fn can_admin_event(state: &AppState, user: &User, role: &str, project: &Project, issue_id: i64) -> bool {
-    let mut ctx = PermContext::new(user_ref(user, role), Permission::AdminEvent);
     ctx.project = Some(project_ref(project));
     ctx.org_slug = Some(project.org_slug.clone());
-    ctx.issue_id = Some(issue_id);
-    picket_core::plugins::authorize(state.plugins.registry, &ctx, WRITE_ROLES.contains(&role))
+    ctx.plugin = plugin.map(str::to_string);
+    ctx.issue_id = issue_id;
+    Ok(picket_core::plugins::authorize_in_project(&plugins, &ctx, core_allows))
+}
+
+/// Whether the user may act on an issue (`admin_event`): a member's role, unless a plugin vetoes.
+pub(crate) async fn can_admin_event(state: &AppState, user: &User, role: &str, project: &Project, issue_id: i64) -> Result<bool, ApiError> {
+    allowed(state, user, role, Permission::AdminEvent, project, None, Some(issue_id), WRITE_ROLES.contains(&role)).await
 }
 
 fn meta_json(p: &RegisteredPlugin) -> Value {
@@ -177,11 +174,7 @@ async fn put_config(
     let user = authed_user(&state, &headers).await?;
     let (p, role) = project_for(&state, &user, org.clone(), project.clone()).await?;
     let plugin = plugin_or_404(&state, &slug)?;
-    let mut ctx = PermContext::new(user_ref(&user, &role), Permission::ConfigureProjectPlugin);
-    ctx.project = Some(project_ref(&p));
-    ctx.org_slug = Some(p.org_slug.clone());
-    ctx.plugin = Some(slug.clone());
-    if !picket_core::plugins::authorize(state.plugins.registry, &ctx, matches!(role.as_str(), "admin" | "owner")) {
+    if !allowed(&state, &user, &role, Permission::ConfigureProjectPlugin, &p, Some(&slug), None, matches!(role.as_str(), "admin" | "owner")).await? {
         return Err(ApiError::forbidden("configuring plugins needs the admin or owner role in the organization"));
     }
     let body: Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}; expected {{\"enabled\": true, \"options\": {{...}}}}")))?;
@@ -244,7 +237,7 @@ async fn reset_config(State(state): State<AppState>, headers: HeaderMap, Path((o
     let user = authed_user(&state, &headers).await?;
     let (p, role) = project_for(&state, &user, org, project).await?;
     plugin_or_404(&state, &slug)?;
-    if !allowed(&state, &user, &role, Permission::ConfigureProjectPlugin, Some(&p), matches!(role.as_str(), "admin" | "owner")) {
+    if !allowed(&state, &user, &role, Permission::ConfigureProjectPlugin, &p, Some(&slug), None, matches!(role.as_str(), "admin" | "owner")).await? {
         return Err(ApiError::forbidden("configuring plugins needs the admin or owner role in the organization"));
     }
     let pid = p.id;
@@ -277,6 +270,7 @@ async fn put_site_options(State(state): State<AppState>, headers: HeaderMap, Pat
         .map_err(|errors| ApiError::bad_request(format!("invalid options: {}", errors.iter().map(|(k, e)| format!("{k}: {e}")).collect::<Vec<_>>().join("; "))))?;
     let s = slug.clone();
     state.store.write(move |c| stored::set_options(c, Scope::Site, &s, &updates)).await?;
+    state.plugins.invalidate_all();
     tracing::info!(plugin = %slug, user = %user.email, "site-wide plugin options changed");
     get_site_options(State(state), headers, Path(slug)).await
 }
@@ -326,25 +320,31 @@ impl FilterData for StoreFilterData<'_> {
     }
 }
 
-/// The project's filters: registered ones, one per other tag key, and plugins'.
+/// The project's filters: registered ones, then those of enabled plugins,
+/// then one generated for every other tag key of the project. The first
+/// filter to claim a query parameter has it.
 fn project_filters(state: &AppState, conn: &rusqlite::Connection, project: &Project) -> picket_store::Result<Vec<std::sync::Arc<dyn EventFilter>>> {
     let mut filters: Vec<std::sync::Arc<dyn EventFilter>> = state.plugins.registry.filters().to_vec();
-    for key in stored::project_tag_keys(conn, project.id)? {
-        if !filters.iter().any(|f| f.query_param() == key) && !matches!(key.as_str(), "view" | "query" | "sort" | "cursor" | "limit" | "status") {
-            filters.push(std::sync::Arc::new(TagFilter::new(&key, None)));
-        }
-    }
     let plugins = state.plugins.project_blocking(conn, project.id)?;
     for (p, options) in &plugins.enabled {
-        let ctx = ProjectContext::new(plugins.project.clone(), options.clone());
+        let ctx = plugins.context(p.slug(), options);
         for f in p.call("get_filters", |pl| pl.get_filters(&ctx)).unwrap_or_default() {
-            if !filters.iter().any(|x| x.query_param() == f.query_param()) {
+            let Some(param) = guarded(p.slug(), || f.query_param()) else { continue };
+            if !filters.iter().any(|x| x.query_param() == param) {
                 filters.push(std::sync::Arc::from(f));
             }
         }
     }
+    for key in stored::project_tag_keys(conn, project.id)? {
+        if !filters.iter().any(|f| f.query_param() == key) && !RESERVED_PARAMS.contains(&key.as_str()) {
+            filters.push(std::sync::Arc::new(TagFilter::new(&key, None)));
+        }
+    }
     Ok(filters)
 }
+
+/// Query parameters of the issue list that no filter may take.
+const RESERVED_PARAMS: &[&str] = &["view", "query", "sort", "cursor", "limit", "expand"];
 
 fn guarded<T>(what: &str, f: impl FnOnce() -> T) -> Option<T> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
@@ -357,8 +357,10 @@ fn guarded<T>(what: &str, f: impl FnOnce() -> T) -> Option<T> {
 }
 
 /// Adds the conditions of the filters set in the query string (`?level=error&server_name=web1`)
-/// and of the view tab (`?view=exceptions`) to a search.
-pub(crate) async fn apply_filters(state: &AppState, project: &Project, params: HashMap<String, String>, search: &mut IssueSearch) -> Result<(), ApiError> {
+/// and of the view tab (`?view=exceptions`) to a search. With `use_defaults`
+/// (no `query` given), filters that have a default apply it: the status
+/// filter's `unresolved` is what makes the stream show unresolved issues.
+pub(crate) async fn apply_filters(state: &AppState, project: &Project, params: HashMap<String, String>, use_defaults: bool, search: &mut IssueSearch) -> Result<(), ApiError> {
     if let Some(view) = params.get("view").filter(|v| !v.is_empty()) {
         if !state.plugins.registry.views().iter().any(|v| v.slug() == view) {
             let known: Vec<&str> = state.plugins.registry.views().iter().map(|v| v.slug()).collect();
@@ -372,11 +374,17 @@ pub(crate) async fn apply_filters(state: &AppState, project: &Project, params: H
         .read_async(move |c| {
             let mut out = Vec::new();
             for f in project_filters(&st, c, &p)? {
-                if !f.targets().contains(&FilterTarget::Issues) {
+                let param = f.query_param();
+                if !guarded(&param, || f.targets().contains(&FilterTarget::Issues)).unwrap_or(false) {
                     continue;
                 }
-                if let Some(value) = params.get(&f.query_param()).filter(|v| !v.is_empty()) {
-                    if let Some(cond) = guarded(&f.query_param(), || f.condition(value)).flatten() {
+                let value = match params.get(&param).filter(|v| !v.is_empty()) {
+                    Some(v) => Some(v.clone()),
+                    None if use_defaults => guarded(&param, || f.default_value()).flatten(),
+                    None => None,
+                };
+                if let Some(value) = value {
+                    if let Some(cond) = guarded(&param, || f.condition(&value)).flatten() {
                         out.push(cond);
                     }
                 }
@@ -414,9 +422,11 @@ async fn list_filters(
             let mut out = Vec::new();
             for f in project_filters(&st, c, &p)? {
                 let param = f.query_param();
+                let Some(label) = guarded(&param, || f.label()) else { continue };
+                let Some(targets) = guarded(&param, || f.targets()) else { continue };
                 let Some(choices) = guarded(&param, || f.choices(&ctx)).and_then(Result::ok) else { continue };
                 let choices: Vec<Choice> = choices.into_iter().take(100).collect();
-                let current = params.get(&param).cloned().or_else(|| f.default_value());
+                let current = params.get(&param).cloned().or_else(|| guarded(&param, || f.default_value()).flatten());
                 let others: Vec<String> = params
                     .iter()
                     .filter(|(k, _)| **k != param && k.as_str() != "cursor")
@@ -425,10 +435,9 @@ async fn list_filters(
                 let widget = guarded(&param, || f.widget(&others.join("&"), current.as_deref(), &choices)).unwrap_or_default();
                 out.push(json!({
                     "param": param,
-                    "label": f.label(),
-                    "default": f.default_value(),
+                    "label": label,
                     "current": current,
-                    "targets": f.targets(),
+                    "targets": targets,
                     "choices": choices,
                     "widgetHtml": widget.as_str(),
                 }));
@@ -467,9 +476,41 @@ async fn rendered_event(State(state): State<AppState>, headers: HeaderMap, Path(
             "key": key,
             "title": title,
             "html": html.as_str(),
-            "text": text.iter().find(|(t, _)| t == title).map(|(_, s)| s),
+            "text": text.iter().find(|(k, _, _)| k == key).map(|(_, _, s)| s),
         })).collect::<Vec<_>>(),
     })))
+}
+
+/// Plugin tags for a page of the issue stream: each enabled plugin's
+/// `before_events` once with the page, then its `tags` for each issue.
+/// Issue id → `[{plugin, html}]`.
+pub(crate) async fn stream_tags(state: &AppState, project: &Project, user: &User, role: &str, issues: &[Issue]) -> Result<HashMap<i64, Vec<Value>>, ApiError> {
+    let (st, project, issues, uref) = (state.clone(), project.clone(), issues.to_vec(), user_ref(user, role));
+    let out = state
+        .store
+        .read_async(move |c| {
+            let plugins = st.plugins.project_blocking(c, project.id)?;
+            let refs: Vec<_> = issues.iter().map(|i| issue_ref(&st.settings.url_prefix, i, &project)).collect();
+            let ids: Vec<i64> = issues.iter().map(|i| i.id).collect();
+            let mut out: HashMap<i64, Vec<Value>> = HashMap::new();
+            for (p, options) in &plugins.enabled {
+                let list = IssueListContext::new(plugins.project.clone(), refs.clone(), options.clone());
+                p.call("before_events", |pl| pl.before_events(&list));
+                let mut meta = stored::issue_meta_bulk(c, &ids, p.slug())?;
+                for r in &refs {
+                    let url = format!("/api/0/issues/{}/plugins/{}/", r.id, p.slug());
+                    let mut ctx = IssueContext::new(plugins.project.clone(), r.clone(), uref.clone(), options.clone(), url);
+                    ctx.site_options = plugins.site.get(p.slug()).cloned().unwrap_or_default();
+                    ctx.meta = meta.remove(&r.id).unwrap_or_default();
+                    for t in p.call("tags", |pl| pl.tags(&ctx)).unwrap_or_default() {
+                        out.entry(r.id).or_default().push(json!({"plugin": p.slug(), "html": t.as_str()}));
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await?;
+    Ok(out)
 }
 
 /// Builds a plugin's issue context (its options and meta, the latest event).
@@ -477,8 +518,7 @@ fn issue_context(state: &AppState, conn: &rusqlite::Connection, p: &RegisteredPl
     let url = format!("/api/0/issues/{}/plugins/{}/", issue.id, p.slug());
     let mut ctx = IssueContext::new(project_ref(project), issue_ref(&state.settings.url_prefix, issue, project), user.clone(), options, url);
     ctx.meta = stored::issue_meta(conn, issue.id, p.slug())?;
-    let site_specs = p.call("site_options", |pl| Ok(pl.site_options())).unwrap_or_default();
-    ctx.site_options = scoped_options(conn, Scope::Site, p.slug(), &site_specs)?;
+    ctx.site_options = state.plugins.project_blocking(conn, project.id)?.site.get(p.slug()).cloned().unwrap_or_default();
     ctx.event = latest.cloned();
     Ok(ctx)
 }
@@ -487,7 +527,7 @@ fn issue_context(state: &AppState, conn: &rusqlite::Connection, p: &RegisteredPl
 async fn issue_slots(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let user = authed_user(&state, &headers).await?;
     let (issue, project, role) = issue_for(&state, &user, &id).await?;
-    let can_admin = can_admin_event(&state, &user, &role, &project, issue.id);
+    let can_admin = can_admin_event(&state, &user, &role, &project, issue.id).await?;
     let uref = user_ref(&user, &role);
     let st = state.clone();
     let out = state
@@ -576,13 +616,13 @@ async fn run_view(state: AppState, headers: HeaderMap, id: String, slug: String,
     let user = authed_user(&state, &headers).await?;
     let (issue, project, role) = issue_for(&state, &user, &id).await?;
     plugin_or_404(&state, &slug)?;
-    let can_admin = can_admin_event(&state, &user, &role, &project, issue.id);
+    let can_admin = can_admin_event(&state, &user, &role, &project, issue.id).await?;
     if method == "POST" && !can_admin {
         return Err(ApiError::forbidden("your role may not act on this issue"));
     }
     let uref = user_ref(&user, &role);
     let st = state.clone();
-    let (issue_id, s) = (issue.id, slug.clone());
+    let (issue_id, s, back_org) = (issue.id, slug.clone(), project.org_slug.clone());
     let response = state
         .store
         .read_async(move |c| {
@@ -600,7 +640,8 @@ async fn run_view(state: AppState, headers: HeaderMap, id: String, slug: String,
         Ok(r) => r,
         Err(e) => return Err(ApiError::new(StatusCode::BAD_GATEWAY, format!("plugin '{slug}' failed: {e}"))),
     };
-    let back = format!("{}/api/0/issues/{issue_id}/", state.settings.url_prefix.trim_end_matches('/'));
+    // The issue's page in the web interface.
+    let back = format!("{}/organizations/{}/issues/{issue_id}/", state.settings.url_prefix.trim_end_matches('/'), back_org);
     let Some(response) = response else { return Ok((StatusCode::SEE_OTHER, [(header::LOCATION, back)]).into_response()) };
     if !response.meta_updates.is_empty() {
         let (updates, s) = (response.meta_updates.clone(), slug.clone());

@@ -62,7 +62,8 @@ impl PluginHost {
         }
         let project = accounts::project_by_id(conn, project_id)?;
         let state = stored::project_state(conn, project_id)?;
-        let p = Arc::new(ProjectPlugins::new(self.registry, project_ref(&project), &state.choices, &state.options));
+        let site = stored::site_options_all(conn)?;
+        let p = Arc::new(ProjectPlugins::new(self.registry, project_ref(&project), &state.choices, &state.options, &site));
         let mut cache = self.cache.lock().expect("plugin cache");
         if cache.len() > 10_000 {
             cache.clear();
@@ -80,6 +81,11 @@ impl PluginHost {
     /// Forgets a project's cached state (after its options changed).
     pub fn invalidate(&self, project_id: i64) {
         self.cache.lock().expect("plugin cache").remove(&project_id);
+    }
+
+    /// Forgets every project's cached state (after site options changed).
+    pub fn invalidate_all(&self) {
+        self.cache.lock().expect("plugin cache").clear();
     }
 }
 
@@ -215,9 +221,8 @@ fn run_job(state: &AppState, input: JobInput) -> (PostProcessJob, Vec<(String, u
         if job.plugin.as_deref().is_some_and(|slug| slug != p.slug()) {
             continue;
         }
-        let (site_options, member_list) = match state.store.read(|c| {
-            let site_specs = p.call("site_options", |pl| Ok(pl.site_options())).unwrap_or_default();
-            let site = scoped_options(c, Scope::Site, p.slug(), &site_specs)?;
+        let site_options = plugins.site.get(p.slug()).cloned().unwrap_or_default();
+        let member_list = match state.store.read(|c| {
             let user_specs = p.call("user_options", |pl| Ok(pl.user_options())).unwrap_or_default();
             let mut list = Vec::new();
             for (id, email, role) in &members {
@@ -228,7 +233,7 @@ fn run_job(state: &AppState, input: JobInput) -> (PostProcessJob, Vec<(String, u
                 };
                 list.push(Member::new(UserRef::new(*id, email, Some(role)), options));
             }
-            Ok((site, list))
+            Ok(list)
         }) {
             Ok(v) => v,
             Err(e) => {

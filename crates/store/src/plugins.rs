@@ -114,6 +114,36 @@ pub fn project_state(conn: &Connection, project_id: i64) -> Result<ProjectPlugin
     Ok(state)
 }
 
+/// Every plugin's site-wide options: slug → key → value.
+pub fn site_options_all(conn: &Connection) -> Result<BTreeMap<String, BTreeMap<String, Value>>> {
+    let mut st = conn.prepare_cached("SELECT plugin, key, value FROM plugin_options WHERE scope = 'site' AND scope_id = 0 AND user_id = 0")?;
+    let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
+    let mut out: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
+    for row in rows {
+        let (plugin, key, value) = row?;
+        out.entry(plugin).or_default().insert(key, serde_json::from_str(&value).unwrap_or(Value::String(value)));
+    }
+    Ok(out)
+}
+
+/// What a plugin stored about each of several issues: issue id → key → value.
+pub fn issue_meta_bulk(conn: &Connection, issue_ids: &[i64], plugin: &str) -> Result<BTreeMap<i64, BTreeMap<String, String>>> {
+    let mut out: BTreeMap<i64, BTreeMap<String, String>> = BTreeMap::new();
+    if issue_ids.is_empty() {
+        return Ok(out);
+    }
+    let marks = vec!["?"; issue_ids.len()].join(",");
+    let mut st = conn.prepare(&format!("SELECT issue_id, key, value FROM issue_meta WHERE plugin = ? AND issue_id IN ({marks})"))?;
+    let mut args: Vec<rusqlite::types::Value> = vec![plugin.to_string().into()];
+    args.extend(issue_ids.iter().map(|i| rusqlite::types::Value::from(*i)));
+    let rows = st.query_map(rusqlite::params_from_iter(args), |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
+    for row in rows {
+        let (id, k, v) = row?;
+        out.entry(id).or_default().insert(k, v);
+    }
+    Ok(out)
+}
+
 /// Projects where each plugin has a stored choice: slug → (project "org/slug", on).
 pub fn choices_by_plugin(conn: &Connection) -> Result<BTreeMap<String, Vec<(String, bool)>>> {
     let mut st = conn.prepare(

@@ -37,14 +37,19 @@ pub fn deps_dir() -> PathBuf {
     dir
 }
 
-/// Runs a Python script from `tests/sdk/python` with the real `sentry-sdk`
-/// and the DSN; returns the event ids it printed on its last line.
-pub fn run_python_sdk(script: &str, p: &Picket) -> std::collections::HashMap<String, String> {
-    let python = deps_dir().join("py-sdk/bin/python");
-    let out = Command::new(&python).arg(repo_root().join("tests/sdk/python").join(script)).arg(&p.dsn).output().unwrap();
+/// Runs an SDK script with the DSN; returns the event ids it printed as
+/// one JSON object on its last line.
+pub fn run_sdk(program: PathBuf, script: PathBuf, p: &Picket) -> std::collections::HashMap<String, String> {
+    let out = Command::new(&program).arg(&script).arg(&p.dsn).output().unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{script} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{} failed:\n{}\n{}", script.display(), stdout, String::from_utf8_lossy(&out.stderr));
     serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| panic!("no ids printed ({e}):\n{stdout}"))
+}
+
+/// Runs a script from `tests/sdk/python` with the real `sentry-sdk`.
+#[allow(dead_code)] // used by the example plugin crate's tests
+pub fn run_python_sdk(script: &str, p: &Picket) -> std::collections::HashMap<String, String> {
+    run_sdk(deps_dir().join("py-sdk/bin/python"), repo_root().join("tests/sdk/python").join(script), p)
 }
 
 pub struct Picket {

@@ -125,8 +125,10 @@ fn webhooks_are_signed_refused_for_private_addresses_and_retried() {
     send(&p, error_event("FirstError", "before the site option"));
     wait_until("the refusal to be recorded", &p, 20, || p.cli_ok(&["plugins", "list"]).lines().any(|l| l.starts_with("webhooks ") && l.contains("not a public address")));
     assert!(receiver.received().is_empty());
-    // A superuser allows private addresses for this plugin.
-    p.cli_ok(&["plugins", "set", "webhooks", "allow_private_networks=true"]);
+    // A superuser allows private addresses for this plugin (through the API: at once;
+    // `picket plugins set` from another process takes effect within the cache's 2 s).
+    let (status, v, _) = p.api_request("PUT", "/api/0/plugins/webhooks/site-options/", Some(json!({"allow_private_networks": true})));
+    assert_eq!(status, 200, "{v}");
     let started = Instant::now();
     send(&p, error_event("SecondError", "after the site option"));
     // The first try gets a 503; the retry (2 s later) is delivered.
@@ -278,6 +280,10 @@ fn the_issue_tracker_creates_and_links_a_ticket() {
     let slots = p.api(&format!("/api/0/issues/{issue}/plugins/"));
     assert!(slots["tags"].as_array().unwrap().iter().any(|t| t["html"] == "<a class=\"ticket\" href=\"https:&#x2F;&#x2F;tracker.example&#x2F;T-7\" rel=\"noopener noreferrer\">T#T-7</a>"), "{slots}");
     assert!(!slots["actions"].as_array().unwrap().iter().any(|a| a["plugin"] == "issue-tracker"));
+    // The stream shows the ticket next to the issue (`before_events` then `tags`).
+    let stream = p.api("/api/0/projects/acme/web/issues/");
+    let tags = stream[0]["pluginTags"].as_array().unwrap();
+    assert!(tags.iter().any(|t| t["plugin"] == "issue-tracker" && t["html"].as_str().unwrap().contains("T#T-7")), "{stream}");
 }
 
 #[test]

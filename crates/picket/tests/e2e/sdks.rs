@@ -9,15 +9,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::harness::{deps_dir, repo_root, Picket};
-
-/// Runs an SDK script with the DSN; returns the event ids it printed.
-fn run(program: PathBuf, script: PathBuf, p: &Picket) -> HashMap<String, String> {
-    let out = Command::new(&program).arg(&script).arg(&p.dsn).output().unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{} failed:\n{}\n{}", script.display(), stdout, String::from_utf8_lossy(&out.stderr));
-    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| panic!("no ids printed ({e}):\n{stdout}"))
-}
+use crate::harness::{deps_dir, repo_root, run_sdk as run, Picket};
 
 fn python_script(name: &str) -> PathBuf {
     repo_root().join("tests/sdk/python").join(name)

@@ -73,7 +73,7 @@ impl Interface for JobInterface {
         Some(format!("acme-job\u{1e}{queue}\u{1e}{name}"))
     }
     fn to_html(&self, value: &Value) -> Html {
-        job_template().render(&json!({"job": value})).unwrap_or_else(|e| Html::text(&e))
+        job_template().render(&json!({"job": value})).unwrap_or_else(|e| Html::text(&e.to_string()))
     }
     fn to_text(&self, value: &Value) -> Option<String> {
         Some(format!("{} on queue {}", value.get("name")?.as_str()?, value.get("queue")?.as_str()?))
@@ -207,7 +207,7 @@ impl Plugin for AcmePlugin {
             let at = format!("{}", issue.issue.last_seen as i64);
             return Ok(Some(ViewResponse::redirect(issue.plugin_url.clone()).set_meta("retried", Some(&at))));
         }
-        let html = job_template().render(&json!({"job": job, "retried": issue.meta.get("retried")})).map_err(PluginError::permanent)?;
+        let html = job_template().render(&json!({"job": job, "retried": issue.meta.get("retried")}))?;
         Ok(Some(ViewResponse::page("Job", html)))
     }
 

@@ -99,6 +99,10 @@ fn every_extension_point_takes_effect() {
     let widget = slots["widgets"].as_array().unwrap().iter().find(|w| w["plugin"] == "acme").expect("widget")["html"].as_str().unwrap().to_string();
     assert!(widget.contains("Owned by &lt;b&gt;payments&lt;&#x2F;b&gt;"), "{widget}");
     assert!(slots["tags"].as_array().unwrap().iter().any(|t| t["html"].as_str().unwrap().starts_with("team:&lt;b&gt;")), "{slots}");
+    // The stream: unresolved issues by default (the status filter's default), each with the plugin's tag.
+    let stream = p.api("/api/0/projects/acme/web/issues/");
+    assert_eq!(stream.as_array().unwrap().len(), 4, "{stream}");
+    assert!(stream.as_array().unwrap().iter().all(|i| i["pluginTags"].as_array().unwrap().iter().any(|t| t["plugin"] == "acme")), "{stream}");
     let action = slots["actions"].as_array().unwrap().iter().find(|a| a["plugin"] == "acme").expect("action");
     assert_eq!(action["label"], "Retry job");
     let panel = slots["panels"].as_array().unwrap().iter().find(|a| a["plugin"] == "acme").expect("panel");
