@@ -22,6 +22,8 @@ pub struct ProjectPlugins {
     pub enabled: Vec<(&'static RegisteredPlugin, OptionValues)>,
     /// Each enabled plugin's site-wide options, by slug.
     pub site: BTreeMap<String, OptionValues>,
+    /// Each enabled plugin's project context, built once (hooks run per event).
+    contexts: Vec<ProjectContext>,
 }
 
 impl ProjectPlugins {
@@ -43,21 +45,27 @@ impl ProjectPlugins {
                 (p, OptionValues::with_defaults(&specs, options.get(p.slug()).cloned().unwrap_or_default()))
             })
             .collect();
-        let site = enabled
+        let site: BTreeMap<String, OptionValues> = enabled
             .iter()
             .map(|(p, _)| {
                 let specs = p.call("site_options", |pl| Ok(pl.site_options())).unwrap_or_default();
                 (p.slug().to_string(), OptionValues::with_defaults(&specs, site.get(p.slug()).cloned().unwrap_or_default()))
             })
             .collect();
-        ProjectPlugins { project, enabled, site }
+        let contexts = enabled
+            .iter()
+            .map(|(p, options)| {
+                let mut ctx = ProjectContext::new(project.clone(), options.clone());
+                ctx.site_options = site.get(p.slug()).cloned().unwrap_or_default();
+                ctx
+            })
+            .collect();
+        ProjectPlugins { project, enabled, site, contexts }
     }
 
     /// The context of a project hook for one enabled plugin.
-    pub fn context(&self, slug: &str, options: &OptionValues) -> ProjectContext {
-        let mut ctx = ProjectContext::new(self.project.clone(), options.clone());
-        ctx.site_options = self.site.get(slug).cloned().unwrap_or_default();
-        ctx
+    pub fn context(&self, slug: &str) -> Option<&ProjectContext> {
+        self.enabled.iter().position(|(p, _)| p.slug() == slug).map(|i| &self.contexts[i])
     }
 
     /// The options of an enabled plugin.
@@ -67,18 +75,14 @@ impl ProjectPlugins {
 
     /// Whether any enabled plugin says the project is rate limited.
     pub fn is_rate_limited(&self) -> bool {
-        self.enabled.iter().any(|(p, options)| {
-            let ctx = self.context(p.slug(), options);
-            p.call("is_rate_limited", |pl| pl.is_rate_limited(&ctx)).unwrap_or(false)
-        })
+        self.enabled.iter().zip(&self.contexts).any(|((p, _), ctx)| p.call("is_rate_limited", |pl| pl.is_rate_limited(ctx)).unwrap_or(false))
     }
 }
 
 impl EventHooks for ProjectPlugins {
     fn preprocess(&self, data: &mut Map<String, Value>) {
-        for (p, options) in &self.enabled {
-            let ctx = self.context(p.slug(), options);
-            p.call("preprocess_event", |pl| pl.preprocess_event(&ctx, data));
+        for ((p, _), ctx) in self.enabled.iter().zip(&self.contexts) {
+            p.call("preprocess_event", |pl| pl.preprocess_event(ctx, data));
         }
     }
 

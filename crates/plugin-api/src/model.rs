@@ -125,7 +125,6 @@ pub struct Event {
 impl Event {
     /// An event from a normalized payload, reading the standard fields from it.
     pub fn from_data(project_id: i64, data: Map<String, Value>) -> Event {
-        let s = |k: &str| data.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
         let tags = data
             .get("tags")
             .and_then(Value::as_array)
@@ -133,6 +132,13 @@ impl Event {
             .flatten()
             .filter_map(|p| Some((p.get(0)?.as_str()?.to_string(), p.get(1)?.as_str()?.to_string())))
             .collect();
+        Event::from_data_with_tags(project_id, tags, data)
+    }
+
+    /// [`Event::from_data`] when the tags are already known (saves reading
+    /// them back from `data["tags"]`, which must hold the same).
+    pub fn from_data_with_tags(project_id: i64, tags: Vec<(String, String)>, data: Map<String, Value>) -> Event {
+        let s = |k: &str| data.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
         Event {
             event_id: s("event_id"),
             project_id,

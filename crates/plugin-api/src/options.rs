@@ -320,4 +320,37 @@ mod tests {
         let v = OptionValues::with_defaults(&specs, BTreeMap::new());
         assert_eq!(v.str("level"), Some("error"));
     }
+
+    fn any_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null)),
+            "\\PC{0,40}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 6, |inner| prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            proptest::collection::btree_map("[a-z]{1,6}", inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect())),
+        ])
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn validation_never_panics_and_its_output_validates_again(v in any_json()) {
+            let kinds = [
+                OptionKind::Text, OptionKind::Textarea, OptionKind::Secret, OptionKind::Url, OptionKind::Email,
+                OptionKind::Number { min: Some(0.0), max: Some(10.0) }, OptionKind::Bool,
+                OptionKind::Choice { choices: vec![("a".into(), "A".into())] },
+                OptionKind::MultiChoice { choices: vec![("a".into(), "A".into())] }, OptionKind::List,
+            ];
+            for kind in kinds {
+                let spec = OptionSpec::new("k", "K", kind);
+                if let Ok(Some(out)) = spec.validate(&v) {
+                    // What was stored is accepted again as is: forms round-trip.
+                    proptest::prop_assert_eq!(spec.validate(&out).unwrap(), Some(out.clone()));
+                }
+            }
+        }
+    }
 }

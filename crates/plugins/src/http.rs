@@ -235,4 +235,31 @@ mod tests {
         let r = parse_response(b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\n\r\n").unwrap();
         assert_eq!((r.status, r.body.as_str()), (201, "{\"a\":1}"));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_answer_parses_or_is_refused_without_panicking(raw in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)) {
+            let _ = parse_response(&raw);
+        }
+
+        #[test]
+        fn chunked_bodies_round_trip(body in "[ -~]{0,300}", chunk in 1usize..64) {
+            let mut raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+            for c in body.as_bytes().chunks(chunk) {
+                raw.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+                raw.extend_from_slice(c);
+                raw.extend_from_slice(b"\r\n");
+            }
+            raw.extend_from_slice(b"0\r\n\r\n");
+            proptest::prop_assert_eq!(parse_response(&raw).unwrap().body, body);
+        }
+
+        #[test]
+        fn any_url_parses_or_is_refused_without_panicking(url in "\\PC{0,80}") {
+            if let Ok(t) = parse_url(&url) {
+                proptest::prop_assert!(t.path.starts_with('/'));
+                proptest::prop_assert!(!t.host.contains(char::is_whitespace));
+            }
+        }
+    }
 }

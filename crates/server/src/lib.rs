@@ -55,6 +55,8 @@ pub struct AppState {
     pub queued: Arc<tokio::sync::Notify>,
     /// The extension system: registry and per-project plugin state.
     pub plugins: Arc<plugins::PluginHost>,
+    /// Events handed from the digest to post-processing.
+    pub handoff: Arc<plugins::HandoffChannel>,
     limiter: Arc<ratelimit::Limiter>,
     keys: Arc<ingest::KeyCache>,
 }
@@ -66,6 +68,7 @@ impl AppState {
         let plugins = Arc::new(plugins::PluginHost::new(picket_plugin_api::Registry::global(), store.clone()));
         Ok(AppState {
             plugins,
+            handoff: Arc::new(plugins::HandoffChannel::default()),
             store,
             settings: Arc::new(settings),
             queue_len: Arc::new(AtomicI64::new(waiting)),

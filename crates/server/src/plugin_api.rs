@@ -326,9 +326,9 @@ impl FilterData for StoreFilterData<'_> {
 fn project_filters(state: &AppState, conn: &rusqlite::Connection, project: &Project) -> picket_store::Result<Vec<std::sync::Arc<dyn EventFilter>>> {
     let mut filters: Vec<std::sync::Arc<dyn EventFilter>> = state.plugins.registry.filters().to_vec();
     let plugins = state.plugins.project_blocking(conn, project.id)?;
-    for (p, options) in &plugins.enabled {
-        let ctx = plugins.context(p.slug(), options);
-        for f in p.call("get_filters", |pl| pl.get_filters(&ctx)).unwrap_or_default() {
+    for (p, _) in &plugins.enabled {
+        let Some(ctx) = plugins.context(p.slug()) else { continue };
+        for f in p.call("get_filters", |pl| pl.get_filters(ctx)).unwrap_or_default() {
             let Some(param) = guarded(p.slug(), || f.query_param()) else { continue };
             if !filters.iter().any(|x| x.query_param() == param) {
                 filters.push(std::sync::Arc::from(f));
@@ -670,4 +670,33 @@ async fn run_view(state: AppState, headers: HeaderMap, id: String, slug: String,
         ViewBody::Json(v) => Json(v).into_response(),
         _ => StatusCode::NO_CONTENT.into_response(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_form;
+    use serde_json::json;
+
+    #[test]
+    fn forms_decode_plus_and_percent_escapes() {
+        let f = parse_form(b"title=Fix+it&description=see+%3Cissue%3E+100%25&empty=&flag&bad=%zz%4");
+        assert_eq!(f["title"], json!("Fix it"));
+        assert_eq!(f["description"], json!("see <issue> 100%"));
+        assert_eq!(f["empty"], json!(""));
+        assert_eq!(f["flag"], json!(""));
+        assert_eq!(f["bad"], json!("%zz%4"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_body_decodes_without_panicking(raw in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = parse_form(&raw);
+        }
+
+        #[test]
+        fn encoded_values_round_trip(v in "\\PC{0,40}") {
+            let encoded = picket_plugin_api::filter::url_encode(&v);
+            proptest::prop_assert_eq!(&parse_form(format!("k={encoded}").as_bytes())["k"], &json!(v));
+        }
+    }
 }

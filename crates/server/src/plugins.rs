@@ -3,10 +3,12 @@
 //! - [`PluginHost`] keeps each project's enabled plugins and options, cached
 //!   for [`STATE_TTL`] (a change made through this process's API takes effect
 //!   at once; one made by another process within the TTL).
-//! - [`run_post_process`] drains the durable post-process queue the digest
-//!   fills: after an event is committed, every enabled plugin's
-//!   `post_process` runs here, off the ingest path; a retryable failure is
-//!   retried with exponential backoff, up to [`MAX_ATTEMPTS`] tries.
+//! - [`run_post_process`] runs every enabled plugin's `post_process` after an
+//!   event is committed, off the ingest path. The digest writes a durable job
+//!   row with each event and hands the event over in memory; the row is
+//!   deleted once the plugins ran, and a scan of the queue takes up retries
+//!   (exponential backoff, up to [`MAX_ATTEMPTS`] tries) and first runs the
+//!   hand-off lost (a crash), so delivery is at least once.
 //! - Hook failures are logged with the plugin's slug and recorded in the
 //!   database, where `picket plugins list` and the API show them.
 
@@ -28,8 +30,6 @@ use crate::AppState;
 pub const STATE_TTL: Duration = Duration::from_secs(2);
 /// Tries of a failing `post_process` before it is given up (logged and recorded).
 pub const MAX_ATTEMPTS: u32 = 5;
-/// Post-process jobs taken per round.
-const JOBS_PER_ROUND: usize = 64;
 
 /// The registry and the per-project state of its plugins.
 pub struct PluginHost {
@@ -44,8 +44,13 @@ impl PluginHost {
         for problem in registry.problems() {
             tracing::error!(problem = %problem, "plugin registration refused");
         }
-        picket_plugin_api::registry::set_failure_observer(move |f| {
+        // The observer is process-wide and outlives any one server: it writes to
+        // the newest host's store, without keeping that store open.
+        static FAILURE_SINK: Mutex<Option<picket_store::WeakStore>> = Mutex::new(None);
+        *FAILURE_SINK.lock().expect("failure sink") = Some(store.downgrade());
+        picket_plugin_api::registry::set_failure_observer(|f| {
             tracing::warn!(plugin = %f.slug, hook = f.hook, panicked = f.panicked, error = %f.message, "plugin hook failed; skipped");
+            let Some(store) = FAILURE_SINK.lock().ok().and_then(|s| s.as_ref().and_then(picket_store::WeakStore::upgrade)) else { return };
             let (slug, hook, message) = (f.slug.clone(), f.hook, f.message.clone());
             // Sent to the writer now; nothing waits for it.
             drop(store.write(move |c| stored::record_failure(c, &slug, hook, &message)));
@@ -72,8 +77,13 @@ impl PluginHost {
         Ok(p)
     }
 
-    /// [`PluginHost::project_blocking`] from async code.
+    /// [`PluginHost::project_blocking`] from async code; answers from the cache without a thread hop.
     pub async fn project(&self, state: &AppState, project_id: i64) -> picket_store::Result<Arc<ProjectPlugins>> {
+        if let Some((at, p)) = self.cache.lock().expect("plugin cache").get(&project_id) {
+            if at.elapsed() < STATE_TTL {
+                return Ok(p.clone());
+            }
+        }
         let st = state.clone();
         state.store.read_async(move |c| st.plugins.project_blocking(c, project_id)).await
     }
@@ -113,70 +123,145 @@ pub fn scoped_options(conn: &Connection, scope: Scope, slug: &str, specs: &[pick
     Ok(OptionValues::with_defaults(specs, stored::options(conn, scope, slug)?))
 }
 
-/// Everything a round of post-processing needs about one job, read at once.
+/// An event handed from the digest to post-processing after its commit,
+/// so that the event is not read back from the database.
+pub struct Handoff {
+    /// The durable job row, deleted once the plugins have run.
+    pub job: PostProcessJob,
+    /// The event as stored.
+    pub event: Event,
+}
+
+/// Events in memory waiting for post-processing. When full, hand-offs are
+/// dropped: their durable rows come due for the queue scan instead.
+const HANDOFF_CAPACITY: usize = 512;
+/// Jobs run per batch.
+const JOBS_PER_BATCH: usize = 128;
+/// How long a batch waits for more hand-offs, so that a trickle of events
+/// does not cost a commit each.
+const COALESCE: Duration = Duration::from_millis(50);
+/// How often the durable queue is scanned for retries and lost first runs.
+const SCAN_EVERY: Duration = Duration::from_secs(2);
+
+/// The hand-off channel between the digest and post-processing.
+pub struct HandoffChannel {
+    tx: tokio::sync::mpsc::Sender<Handoff>,
+    rx: Mutex<Option<tokio::sync::mpsc::Receiver<Handoff>>>,
+}
+
+impl Default for HandoffChannel {
+    fn default() -> Self {
+        let (tx, rx) = tokio::sync::mpsc::channel(HANDOFF_CAPACITY);
+        HandoffChannel { tx, rx: Mutex::new(Some(rx)) }
+    }
+}
+
+impl HandoffChannel {
+    /// Hands an event over; never waits (a full channel leaves the job to the scan).
+    pub fn send(&self, h: Handoff) {
+        let _ = self.tx.try_send(h);
+    }
+}
+
+/// A job with its event, if already in memory.
+struct Work {
+    job: PostProcessJob,
+    event: Option<Event>,
+}
+
+/// Everything a batch needs about one job, read at once.
 struct JobInput {
     job: PostProcessJob,
     project: Project,
     issue: Issue,
-    event: Option<Event>,
+    event: Event,
     plugins: Arc<ProjectPlugins>,
-    members: Vec<(i64, String, String)>,
+    members: Arc<Vec<(i64, String, String)>>,
 }
 
-/// Runs the plugins' `post_process` for queued events until `shutdown`.
+/// Runs the plugins' `post_process` until `shutdown`: events handed over by
+/// the digest at once, and every [`SCAN_EVERY`] the durable queue's due rows
+/// (retries, and first runs that the hand-off lost).
 pub async fn run_post_process(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let Some(mut rx) = state.handoff.rx.lock().expect("handoff lock").take() else {
+        tracing::error!("post-processing is already running");
+        return;
+    };
+    let mut scan = tokio::time::interval(SCAN_EVERY);
     loop {
         if *shutdown.borrow() {
             break;
         }
-        let worked = match round(&state).await {
-            Ok(n) => n > 0,
-            Err(e) => {
-                tracing::error!(error = %e, "post-processing failed; retrying in 1s");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                false
+        let mut batch: Vec<Work> = Vec::new();
+        tokio::select! {
+            h = rx.recv() => match h {
+                Some(h) => batch.push(Work { job: h.job, event: Some(h.event) }),
+                None => break,
+            },
+            _ = scan.tick() => {
+                match state.store.read_async(|c| stored::due_post_process(c, JOBS_PER_BATCH)).await {
+                    Ok(jobs) => batch.extend(jobs.into_iter().map(|job| Work { job, event: None })),
+                    Err(e) => tracing::error!(error = %e, "reading the post-process queue failed"),
+                }
             }
-        };
-        if !worked {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-                _ = shutdown.changed() => {}
+            _ = shutdown.changed() => break,
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        // Take what else is waiting, a little longer when it trickles in.
+        let deadline = tokio::time::Instant::now() + COALESCE;
+        while batch.len() < JOBS_PER_BATCH {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(h)) => batch.push(Work { job: h.job, event: Some(h.event) }),
+                _ => break,
             }
+        }
+        if let Err(e) = run_batch(&state, batch).await {
+            // The jobs stay queued; the scan takes them up again.
+            tracing::error!(error = %e, "post-processing a batch failed; its jobs stay queued");
         }
     }
 }
 
-/// One round: take due jobs, run them, record the outcome. Returns the jobs done.
-async fn round(state: &AppState) -> picket_store::Result<usize> {
+/// Runs a batch of jobs and records their outcome in one transaction.
+async fn run_batch(state: &AppState, batch: Vec<Work>) -> picket_store::Result<()> {
     let st = state.clone();
-    let inputs: Vec<JobInput> = state
+    let (inputs, gone) = state
         .store
         .read_async(move |c| {
-            let mut out = Vec::new();
-            for job in stored::due_post_process(c, JOBS_PER_ROUND)? {
-                // The issue may have been deleted since: nothing to do then.
-                let Ok(issue) = query::issue(c, job.issue_id) else {
-                    out.push(JobInput { project: accounts::project_by_id(c, job.project_id)?, issue: placeholder_issue(&job), event: None, plugins: st.plugins.project_blocking(c, job.project_id)?, members: vec![], job });
+            let issue_ids: Vec<i64> = batch.iter().map(|w| w.job.issue_id).collect();
+            let mut issues = stored::issues_by_id(c, &issue_ids)?;
+            let mut projects: HashMap<i64, (Project, Arc<ProjectPlugins>, Arc<Vec<(i64, String, String)>>)> = HashMap::new();
+            let (mut inputs, mut gone) = (Vec::new(), Vec::new());
+            for Work { job, event } in batch {
+                // The issue or event may have been deleted since: nothing to run then.
+                let event = match event {
+                    Some(e) => Some(e),
+                    None => query::event(c, job.project_id, &job.event_id)?.map(|e| Event::from_data(job.project_id, e.data.as_object().cloned().unwrap_or_default())),
+                };
+                let (Some(issue), Some(event)) = (issues.get(&job.issue_id).cloned(), event) else {
+                    gone.push(job);
                     continue;
                 };
-                let project = accounts::project_by_id(c, job.project_id)?;
-                let event = query::event(c, job.project_id, &job.event_id)?
-                    .map(|e| Event::from_data(job.project_id, e.data.as_object().cloned().unwrap_or_default()));
-                let members = stored::org_members(c, project.org_id)?;
-                let plugins = st.plugins.project_blocking(c, job.project_id)?;
-                out.push(JobInput { job, project, issue, event, plugins, members });
+                if !projects.contains_key(&job.project_id) {
+                    let project = accounts::project_by_id(c, job.project_id)?;
+                    let members = Arc::new(stored::org_members(c, project.org_id)?);
+                    let plugins = st.plugins.project_blocking(c, job.project_id)?;
+                    projects.insert(job.project_id, (project, plugins, members));
+                }
+                let (project, plugins, members) = projects[&job.project_id].clone();
+                inputs.push(JobInput { job, project, issue, event, plugins, members });
             }
-            Ok(out)
+            issues.clear();
+            Ok((inputs, gone))
         })
         .await?;
-    if inputs.is_empty() {
-        return Ok(0);
-    }
-    let n = inputs.len();
     let st = state.clone();
-    let outcomes = tokio::task::spawn_blocking(move || inputs.into_iter().map(|input| run_job(&st, input)).collect::<Vec<_>>())
+    let mut outcomes = tokio::task::spawn_blocking(move || inputs.into_iter().map(|input| run_job(&st, input)).collect::<Vec<_>>())
         .await
         .map_err(|e| picket_store::StoreError::Invalid(format!("post-process task failed: {e}")))?;
+    outcomes.extend(gone.into_iter().map(|job| (job, Vec::new())));
     state
         .store
         .write(move |c| {
@@ -185,67 +270,45 @@ async fn round(state: &AppState) -> picket_store::Result<usize> {
             }
             Ok(())
         })
-        .await?;
-    Ok(n)
-}
-
-fn placeholder_issue(job: &PostProcessJob) -> Issue {
-    Issue {
-        id: job.issue_id,
-        project_id: job.project_id,
-        title: String::new(),
-        culprit: String::new(),
-        event_type: String::new(),
-        level: String::new(),
-        platform: String::new(),
-        logger: None,
-        status: String::new(),
-        substatus: None,
-        first_seen: 0.0,
-        last_seen: 0.0,
-        times_seen: 0,
-        user_count: 0,
-        first_release: None,
-        metadata: serde_json::Value::Null,
-    }
+        .await
 }
 
 /// Runs one job's plugins; returns the retries to schedule as (slug, attempts, when, error).
 fn run_job(state: &AppState, input: JobInput) -> (PostProcessJob, Vec<(String, u32, f64, String)>) {
     let JobInput { job, project, issue, event, plugins, members } = input;
     let mut retries = Vec::new();
-    let Some(event) = event else { return (job, retries) };
     let attempt = job.attempts + 1;
-    let issue_ref = issue_ref(&state.settings.url_prefix, &issue, &project);
+    // One context for every plugin: only the plugin's own parts change between calls.
+    let mut ctx = PostProcessContext::new(project_ref(&project), issue_ref(&state.settings.url_prefix, &issue, &project), event, job.is_new, job.is_regression, OptionValues::default());
+    ctx.attempt = attempt;
+    let plain_members: Vec<Member> = members.iter().map(|(id, email, role)| Member::new(UserRef::new(*id, email, Some(role)), OptionValues::default())).collect();
     for (p, options) in &plugins.enabled {
         if job.plugin.as_deref().is_some_and(|slug| slug != p.slug()) {
             continue;
         }
-        let site_options = plugins.site.get(p.slug()).cloned().unwrap_or_default();
-        let member_list = match state.store.read(|c| {
-            let user_specs = p.call("user_options", |pl| Ok(pl.user_options())).unwrap_or_default();
-            let mut list = Vec::new();
-            for (id, email, role) in &members {
-                let options = if user_specs.is_empty() {
-                    OptionValues::default()
-                } else {
-                    scoped_options(c, Scope::User { project_id: project.id, user_id: *id }, p.slug(), &user_specs)?
-                };
-                list.push(Member::new(UserRef::new(*id, email, Some(role)), options));
-            }
-            Ok(list)
-        }) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::error!(plugin = p.slug(), error = %e, "cannot read plugin options for post_process; will retry");
-                retries.push((p.slug().to_string(), job.attempts, picket_store::now() + 5.0, e.to_string()));
-                continue;
+        let user_specs = p.call("user_options", |pl| Ok(pl.user_options())).unwrap_or_default();
+        ctx.members = if user_specs.is_empty() {
+            plain_members.clone()
+        } else {
+            let read = state.store.read(|c| {
+                let mut list = Vec::new();
+                for (id, email, role) in members.iter() {
+                    let options = scoped_options(c, Scope::User { project_id: project.id, user_id: *id }, p.slug(), &user_specs)?;
+                    list.push(Member::new(UserRef::new(*id, email, Some(role)), options));
+                }
+                Ok(list)
+            });
+            match read {
+                Ok(list) => list,
+                Err(e) => {
+                    tracing::error!(plugin = p.slug(), error = %e, "cannot read members' options for post_process; will retry");
+                    retries.push((p.slug().to_string(), job.attempts, picket_store::now() + 5.0, e.to_string()));
+                    continue;
+                }
             }
         };
-        let mut ctx = PostProcessContext::new(project_ref(&project), issue_ref.clone(), event.clone(), job.is_new, job.is_regression, options.clone());
-        ctx.site_options = site_options;
-        ctx.members = member_list;
-        ctx.attempt = attempt;
+        ctx.options = options.clone();
+        ctx.site_options = plugins.site.get(p.slug()).cloned().unwrap_or_default();
         if let Err(e) = p.try_call("post_process", |pl| pl.post_process(&ctx)) {
             if e.retryable() && attempt < MAX_ATTEMPTS {
                 // 2 s, 8 s, 32 s, 128 s.

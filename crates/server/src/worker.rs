@@ -36,8 +36,9 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
             while let Some(batch) = rx.recv().await {
                 let started = std::time::Instant::now();
                 let items = batch.items;
-                match state.store.write(move |c| picket_store::digest::apply(c, &items)).await {
-                    Ok(outcomes) => {
+                match state.store.write(move |c| Ok((picket_store::digest::apply(c, &items)?, items))).await {
+                    Ok((outcomes, items)) => {
+                        hand_off(&state, &outcomes, items);
                         state.queue_len.fetch_sub(batch.rows as i64, Ordering::Relaxed);
                         let new_issues = outcomes.iter().filter(|o| o.is_new).count();
                         let regressions = outcomes.iter().filter(|o| o.is_regression).count();
@@ -97,6 +98,30 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
     }
     drop(tx);
     let _ = writer.await;
+}
+
+/// Gives the stored events to post-processing, so it need not read them back.
+fn hand_off(state: &AppState, outcomes: &[picket_store::digest::EventOutcome], items: Vec<PreparedBatchItem>) {
+    let mut events: std::collections::HashMap<(i64, String), picket_core::NormalizedEvent> = std::collections::HashMap::new();
+    for (project_id, evs) in items.into_iter().map(PreparedBatchItem::into_events) {
+        for ev in evs {
+            events.entry((project_id, ev.event_id.clone())).or_insert(ev);
+        }
+    }
+    for o in outcomes {
+        let Some(ev) = events.remove(&(o.project_id, o.event_id.clone())) else { continue };
+        let job = picket_store::plugins::PostProcessJob {
+            id: o.post_process_job,
+            project_id: o.project_id,
+            issue_id: o.issue_id,
+            event_id: o.event_id.clone(),
+            is_new: o.is_new,
+            is_regression: o.is_regression,
+            plugin: None,
+            attempts: 0,
+        };
+        state.handoff.send(crate::plugins::Handoff { job, event: picket_plugin_api::Event::from_data_with_tags(o.project_id, ev.tags, ev.data) });
+    }
 }
 
 async fn wait_idle(in_flight: &AtomicUsize) {

@@ -193,7 +193,8 @@ pub fn create_project(conn: &Connection, org_slug: &str, slug: &str, name: &str,
 }
 
 pub fn project_by_id(conn: &Connection, id: i64) -> Result<Project> {
-    conn.query_row(&format!("SELECT {PROJECT_COLUMNS} FROM projects p JOIN organizations o ON o.id = p.org_id WHERE p.id = ?"), [id], project_row)
+    conn.prepare_cached(&format!("SELECT {PROJECT_COLUMNS} FROM projects p JOIN organizations o ON o.id = p.org_id WHERE p.id = ?"))?
+        .query_row([id], project_row)
         .optional()?
         .ok_or_else(|| StoreError::NotFound(format!("project {id}")))
 }

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::Result;
 
-/// What happened to an event in the batch; plugins' `post_process` will read this.
+/// What happened to an event in the batch; plugins' `post_process` reads this.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventOutcome {
     pub project_id: i64,
@@ -19,6 +19,8 @@ pub struct EventOutcome {
     pub issue_id: i64,
     pub is_new: bool,
     pub is_regression: bool,
+    /// The event's row in the post-process queue.
+    pub post_process_job: i64,
 }
 
 /// A processed envelope with its event payloads already serialized and
@@ -27,6 +29,14 @@ pub struct PreparedBatchItem {
     env: ProcessedEnvelope,
     event_blobs: Vec<Vec<u8>>,
     transaction_blobs: Vec<Vec<u8>>,
+}
+
+impl PreparedBatchItem {
+    /// The envelope's project and events, given up after the batch is stored
+    /// (post-processing reads them from memory).
+    pub fn into_events(self) -> (i64, Vec<NormalizedEvent>) {
+        (self.env.project_id, self.env.events)
+    }
 }
 
 /// Serializes and compresses what [`apply`] will store (CPU work, off the writer).
@@ -179,9 +189,10 @@ fn store_event(conn: &Connection, project_id: i64, ev: &NormalizedEvent, blob: &
     for view in &ev.views {
         agg.views.insert((issue_id, view));
     }
-    // Plugins' post_process runs after the commit, from this durable queue.
-    crate::plugins::enqueue_post_process(conn, project_id, issue_id, &ev.event_id, is_new, is_regression)?;
-    Ok(Some(EventOutcome { project_id, event_id: ev.event_id.clone(), issue_id, is_new, is_regression }))
+    // Plugins' post_process runs after the commit; this durable row is the record
+    // of it until it has run (see `plugins::enqueue_post_process`).
+    let post_process_job = crate::plugins::enqueue_post_process(conn, project_id, issue_id, &ev.event_id, is_new, is_regression)?;
+    Ok(Some(EventOutcome { project_id, event_id: ev.event_id.clone(), issue_id, is_new, is_regression, post_process_job }))
 }
 
 /// A count with the first and last time it was seen.

@@ -87,7 +87,24 @@ const WRITER_CACHE_KIB: i64 = 16_000;
 /// Page cache of each reader (KiB): API reads are small and many readers add up.
 const READER_CACHE_KIB: i64 = 8_000;
 
+/// A handle that does not keep the database open (for callbacks that may
+/// outlive the server: the database closes when the last [`Store`] goes).
+#[derive(Clone)]
+pub struct WeakStore(std::sync::Weak<Inner>);
+
+impl WeakStore {
+    /// The store, if it is still open.
+    pub fn upgrade(&self) -> Option<Store> {
+        self.0.upgrade().map(|inner| Store { inner })
+    }
+}
+
 impl Store {
+    /// A handle that does not keep the database open.
+    pub fn downgrade(&self) -> WeakStore {
+        WeakStore(Arc::downgrade(&self.inner))
+    }
+
     /// Opens (creating and migrating if needed) the database at `path`.
     pub fn open(path: &Path, durability: Durability) -> Result<Store> {
         if let Some(dir) = path.parent() {

@@ -235,11 +235,18 @@ pub struct PostProcessJob {
     pub attempts: u32,
 }
 
-/// Queues the first post-process run of an event (in the digest's transaction).
-pub fn enqueue_post_process(conn: &Connection, project_id: i64, issue_id: i64, event_id: &str, is_new: bool, is_regression: bool) -> Result<()> {
-    conn.prepare_cached("INSERT INTO post_process (project_id, issue_id, event_id, is_new, is_regression, plugin, attempts, next_attempt) VALUES (?, ?, ?, ?, ?, NULL, 0, 0)")?
-        .execute(params![project_id, issue_id, event_id, is_new, is_regression])?;
-    Ok(())
+/// How long the first run of a job is left to the in-memory path before the
+/// queue scan takes it (a crash or a full hand-off channel lost it).
+pub const FIRST_RUN_GRACE_SECS: f64 = 30.0;
+
+/// Queues the first post-process run of an event (in the digest's
+/// transaction); returns the job's id. The server normally runs it at once
+/// from the event in memory and deletes the row; the row comes due for the
+/// queue scan only [`FIRST_RUN_GRACE_SECS`] later, if that never happened.
+pub fn enqueue_post_process(conn: &Connection, project_id: i64, issue_id: i64, event_id: &str, is_new: bool, is_regression: bool) -> Result<i64> {
+    conn.prepare_cached("INSERT INTO post_process (project_id, issue_id, event_id, is_new, is_regression, plugin, attempts, next_attempt) VALUES (?, ?, ?, ?, ?, NULL, 0, ?)")?
+        .execute(params![project_id, issue_id, event_id, is_new, is_regression, now() + FIRST_RUN_GRACE_SECS])?;
+    Ok(conn.last_insert_rowid())
 }
 
 /// Jobs due now, oldest first.
@@ -294,6 +301,19 @@ pub fn failures(conn: &Connection) -> Result<BTreeMap<String, (i64, String, Stri
     let mut st = conn.prepare("SELECT plugin, failures, last_hook, last_error, last_at FROM plugin_failures")?;
     let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Issues by id (those that still exist).
+pub fn issues_by_id(conn: &Connection, ids: &[i64]) -> Result<BTreeMap<i64, crate::query::Issue>> {
+    let mut out = BTreeMap::new();
+    for id in ids {
+        if !out.contains_key(id) {
+            if let Ok(i) = crate::query::issue(conn, *id) {
+                out.insert(*id, i);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The project of an issue and its org, for plugin contexts.

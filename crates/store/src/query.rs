@@ -185,7 +185,8 @@ pub fn list_issues(conn: &Connection, project_id: i64, search: &IssueSearch, sor
 }
 
 pub fn issue(conn: &Connection, id: i64) -> Result<Issue> {
-    conn.query_row(&format!("SELECT {ISSUE_COLUMNS} FROM issues WHERE id = ?"), [id], issue_row)
+    conn.prepare_cached(&format!("SELECT {ISSUE_COLUMNS} FROM issues WHERE id = ?"))?
+        .query_row([id], issue_row)
         .optional()?
         .ok_or_else(|| StoreError::NotFound(format!("issue {id}")))
 }
@@ -250,7 +251,8 @@ pub fn latest_event(conn: &Connection, issue_id: i64) -> Result<Option<StoredEve
 
 pub fn event(conn: &Connection, project_id: i64, event_id: &str) -> Result<Option<StoredEvent>> {
     let row = conn
-        .query_row(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE project_id = ? AND event_id = ?"), params![project_id, event_id], event_row)
+        .prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE project_id = ? AND event_id = ?"))?
+        .query_row(params![project_id, event_id], event_row)
         .optional()?;
     row.map(to_event).transpose()
 }
