@@ -187,6 +187,13 @@ pub async fn run_post_process(state: AppState, mut shutdown: tokio::sync::watch:
         tracing::error!("post-processing is already running");
         return;
     };
+    // Jobs a previous process committed but did not finish (it crashed or was
+    // killed): run them now rather than after the grace period.
+    match state.store.write(stored::reclaim_first_runs).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(jobs = n, "post-processing what the previous run left unfinished"),
+        Err(e) => tracing::error!(error = %e, "cannot reclaim unfinished post-process jobs; the scan takes them later"),
+    }
     let mut scan = tokio::time::interval(SCAN_EVERY);
     loop {
         if *shutdown.borrow() {

@@ -249,6 +249,12 @@ pub fn enqueue_post_process(conn: &Connection, project_id: i64, issue_id: i64, e
     Ok(conn.last_insert_rowid())
 }
 
+/// Makes first runs that a previous process left behind due now (at startup,
+/// nothing of this process can be in flight yet). Returns how many.
+pub fn reclaim_first_runs(conn: &Connection) -> Result<usize> {
+    Ok(conn.execute("UPDATE post_process SET next_attempt = 0 WHERE plugin IS NULL AND next_attempt > ?", [now()])?)
+}
+
 /// Jobs due now, oldest first.
 pub fn due_post_process(conn: &Connection, limit: usize) -> Result<Vec<PostProcessJob>> {
     let mut st = conn.prepare_cached(

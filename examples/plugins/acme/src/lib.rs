@@ -154,6 +154,8 @@ impl Plugin for AcmePlugin {
             OptionSpec::new("redact_extra", "Drop these extra keys", OptionKind::List),
             OptionSpec::new("paused", "Refuse new events", OptionKind::Bool),
             OptionSpec::new("journal", "Journal file", OptionKind::Text).help("post_process appends one JSON line per event here."),
+            OptionSpec::new("journal_delay_ms", "Journal delay (ms)", OptionKind::Number { min: Some(0.0), max: Some(60_000.0) })
+                .help("Wait this long before each journal line (to show that post-processing survives a crash)."),
         ]
     }
 
@@ -219,6 +221,9 @@ impl Plugin for AcmePlugin {
 
     fn post_process(&self, ctx: &PostProcessContext) -> HookResult<()> {
         let Some(path) = ctx.options.str("journal") else { return Ok(()) };
+        if let Some(ms) = ctx.options.number("journal_delay_ms") {
+            std::thread::sleep(std::time::Duration::from_millis(ms as u64));
+        }
         let line = json!({
             "event_id": ctx.event.event_id,
             "issue_id": ctx.issue.id,

@@ -210,3 +210,23 @@ fn a_plugin_failing_in_every_hook_breaks_nothing() {
     let row = list.lines().find(|l| l.starts_with("chaos ")).unwrap();
     assert!(row.contains("acme/web:on") && row.contains("chaos in"), "{row}");
 }
+
+#[test]
+fn post_processing_survives_a_crash() {
+    let mut p = Picket::start("acme-crash");
+    let journal = p.dir.join("journal.jsonl");
+    configure(&p, "acme", json!({"options": {"journal": journal.display().to_string(), "journal_delay_ms": 1500}}));
+    let send = |p: &Picket, msg: &str| {
+        let r = Client::new().post(format!("{}/api/{}/store/?sentry_key={}", p.base_url(), p.project_id, p.public_key)).json(&json!({"message": msg})).send().unwrap();
+        assert_eq!(r.status(), 200);
+    };
+    send(&p, "first");
+    send(&p, "second");
+    p.wait_for_events(2);
+    // Stored and acknowledged, but post_process is still sleeping: kill the server.
+    p.kill();
+    assert!(std::fs::read_to_string(&journal).unwrap_or_default().lines().count() < 2);
+    p.spawn();
+    p.wait_for("both journal lines after the restart", || std::fs::read_to_string(&journal).map(|s| s.lines().count() >= 2).unwrap_or(false));
+    assert!(p.log().contains("post-processing what the previous run left unfinished"), "{}", p.log());
+}
