@@ -243,11 +243,17 @@ impl OptionValues {
     }
 }
 
+/// A value to store for a key (`None` removes it).
+pub type OptionUpdate = (String, Option<Value>);
+
+/// Errors of a form, by field key.
+pub type FormErrors = BTreeMap<String, String>;
+
 /// Validates a whole submitted form against a schema. Keys not in the schema
 /// are refused (a typo must not be silently ignored); every error is
 /// reported, keyed by field. Secrets left empty keep their stored value,
 /// which is what a form that never shows secrets sends back.
-pub fn validate_form(specs: &[OptionSpec], submitted: &serde_json::Map<String, Value>) -> Result<Vec<(String, Option<Value>)>, BTreeMap<String, String>> {
+pub fn validate_form(specs: &[OptionSpec], submitted: &serde_json::Map<String, Value>) -> Result<Vec<OptionUpdate>, FormErrors> {
     let mut errors = BTreeMap::new();
     let mut out = Vec::new();
     for key in submitted.keys() {

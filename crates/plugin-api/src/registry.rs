@@ -144,7 +144,9 @@ impl RegisteredPlugin {
 /// The option key that records whether a plugin is on in a project; no plugin may declare it.
 pub const RESERVED_OPTION: &str = "enabled";
 
-static OBSERVER: OnceLock<Box<dyn Fn(&HookFailure) + Send + Sync>> = OnceLock::new();
+type Observer = Box<dyn Fn(&HookFailure) + Send + Sync>;
+
+static OBSERVER: OnceLock<Observer> = OnceLock::new();
 
 /// Sets the function told about every hook failure (Picket logs and stores them). Only the first call counts.
 pub fn set_failure_observer(f: impl Fn(&HookFailure) + Send + Sync + 'static) {

@@ -282,8 +282,9 @@ async fn update_issue(State(state): State<AppState>, headers: HeaderMap, Path(id
 async fn delete_issue(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
     let user = authed_user(&state, &headers).await?;
     let (issue, p, role) = issue_for(&state, &user, &id).await?;
-    let core_allows = matches!(role.as_str(), "admin" | "owner");
-    if !crate::plugin_api::allowed(&state, &user, &role, picket_plugin_api::Permission::AdminEvent, &p, None, Some(issue.id), core_allows).await? {
+    let mut ctx = crate::plugin_api::perm_context(&user, &role, picket_plugin_api::Permission::AdminEvent, &p);
+    ctx.issue_id = Some(issue.id);
+    if !crate::plugin_api::allowed(&state, p.id, &ctx, matches!(role.as_str(), "admin" | "owner")).await? {
         return Err(ApiError::forbidden("deleting issues needs the admin or owner role"));
     }
     let iid = issue.id;

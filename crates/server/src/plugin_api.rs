@@ -48,20 +48,32 @@ fn user_ref(user: &User, role: &str) -> UserRef {
     u
 }
 
-/// Picket's rule and the opinions of the plugins enabled in the project, for one permission.
-pub(crate) async fn allowed(state: &AppState, user: &User, role: &str, perm: Permission, project: &Project, plugin: Option<&str>, issue_id: Option<i64>, core_allows: bool) -> Result<bool, ApiError> {
-    let plugins = state.plugins.project(state, project.id).await?;
+/// A permission question about a project, for [`allowed`].
+pub(crate) fn perm_context(user: &User, role: &str, perm: Permission, project: &Project) -> PermContext {
     let mut ctx = PermContext::new(user_ref(user, role), perm);
     ctx.project = Some(project_ref(project));
     ctx.org_slug = Some(project.org_slug.clone());
-    ctx.plugin = plugin.map(str::to_string);
-    ctx.issue_id = issue_id;
-    Ok(picket_core::plugins::authorize_in_project(&plugins, &ctx, core_allows))
+    ctx
+}
+
+/// Picket's rule (`core_allows`) and the opinions of the plugins enabled in the project.
+pub(crate) async fn allowed(state: &AppState, project_id: i64, ctx: &PermContext, core_allows: bool) -> Result<bool, ApiError> {
+    let plugins = state.plugins.project(state, project_id).await?;
+    Ok(picket_core::plugins::authorize_in_project(&plugins, ctx, core_allows))
 }
 
 /// Whether the user may act on an issue (`admin_event`): a member's role, unless a plugin vetoes.
 pub(crate) async fn can_admin_event(state: &AppState, user: &User, role: &str, project: &Project, issue_id: i64) -> Result<bool, ApiError> {
-    allowed(state, user, role, Permission::AdminEvent, project, None, Some(issue_id), WRITE_ROLES.contains(&role)).await
+    let mut ctx = perm_context(user, role, Permission::AdminEvent, project);
+    ctx.issue_id = Some(issue_id);
+    allowed(state, project.id, &ctx, WRITE_ROLES.contains(&role)).await
+}
+
+/// Whether the user may configure a plugin in the project (`configure_project_plugin`): admins and owners.
+async fn can_configure(state: &AppState, user: &User, role: &str, project: &Project, slug: &str) -> Result<bool, ApiError> {
+    let mut ctx = perm_context(user, role, Permission::ConfigureProjectPlugin, project);
+    ctx.plugin = Some(slug.to_string());
+    allowed(state, project.id, &ctx, matches!(role, "admin" | "owner")).await
 }
 
 fn meta_json(p: &RegisteredPlugin) -> Value {
@@ -147,6 +159,17 @@ async fn list_for_project(State(state): State<AppState>, headers: HeaderMap, Pat
     )))
 }
 
+/// A 400 listing every invalid field of a form.
+fn form_errors(errors: picket_plugin_api::options::FormErrors) -> ApiError {
+    ApiError::bad_request(format!("invalid options: {}", errors.iter().map(|(k, e)| format!("{k}: {e}")).collect::<Vec<_>>().join("; ")))
+}
+
+/// A JSON object of option values, checked against the schema.
+fn validated_body(specs: &[OptionSpec], body: &[u8]) -> Result<Vec<picket_plugin_api::options::OptionUpdate>, ApiError> {
+    let form: Map<String, Value> = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}; expected an object of option values")))?;
+    picket_plugin_api::options::validate_form(specs, &form).map_err(form_errors)
+}
+
 fn plugin_or_404<'a>(state: &'a AppState, slug: &str) -> Result<&'a RegisteredPlugin, ApiError> {
     state.plugins.registry.get(slug).ok_or_else(|| ApiError::not_found(format!("plugin '{slug}' not found; list them with GET /api/0/plugins/ or: picket plugins list")))
 }
@@ -174,7 +197,7 @@ async fn put_config(
     let user = authed_user(&state, &headers).await?;
     let (p, role) = project_for(&state, &user, org.clone(), project.clone()).await?;
     let plugin = plugin_or_404(&state, &slug)?;
-    if !allowed(&state, &user, &role, Permission::ConfigureProjectPlugin, &p, Some(&slug), None, matches!(role.as_str(), "admin" | "owner")).await? {
+    if !can_configure(&state, &user, &role, &p, &slug).await? {
         return Err(ApiError::forbidden("configuring plugins needs the admin or owner role in the organization"));
     }
     let body: Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}; expected {{\"enabled\": true, \"options\": {{...}}}}")))?;
@@ -194,10 +217,7 @@ async fn put_config(
     let specs = plugin.call("project_options", |x| Ok(x.project_options())).unwrap_or_default();
     let updates = match body.get("options") {
         None | Some(Value::Null) => Vec::new(),
-        Some(Value::Object(form)) => picket_plugin_api::options::validate_form(&specs, form).map_err(|errors| ApiError {
-            detail: format!("invalid options: {}", errors.iter().map(|(k, e)| format!("{k}: {e}")).collect::<Vec<_>>().join("; ")),
-            ..ApiError::bad_request("")
-        })?,
+        Some(Value::Object(form)) => picket_plugin_api::options::validate_form(&specs, form).map_err(form_errors)?,
         Some(_) => return Err(ApiError::bad_request("'options' must be an object of option values")),
     };
     if !updates.is_empty() {
@@ -237,7 +257,7 @@ async fn reset_config(State(state): State<AppState>, headers: HeaderMap, Path((o
     let user = authed_user(&state, &headers).await?;
     let (p, role) = project_for(&state, &user, org, project).await?;
     plugin_or_404(&state, &slug)?;
-    if !allowed(&state, &user, &role, Permission::ConfigureProjectPlugin, &p, Some(&slug), None, matches!(role.as_str(), "admin" | "owner")).await? {
+    if !can_configure(&state, &user, &role, &p, &slug).await? {
         return Err(ApiError::forbidden("configuring plugins needs the admin or owner role in the organization"));
     }
     let pid = p.id;
@@ -265,9 +285,7 @@ async fn put_site_options(State(state): State<AppState>, headers: HeaderMap, Pat
     }
     let plugin = plugin_or_404(&state, &slug)?;
     let specs = plugin.call("site_options", |x| Ok(x.site_options())).unwrap_or_default();
-    let form: Map<String, Value> = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}; expected an object of option values")))?;
-    let updates = picket_plugin_api::options::validate_form(&specs, &form)
-        .map_err(|errors| ApiError::bad_request(format!("invalid options: {}", errors.iter().map(|(k, e)| format!("{k}: {e}")).collect::<Vec<_>>().join("; "))))?;
+    let updates = validated_body(&specs, &body)?;
     let s = slug.clone();
     state.store.write(move |c| stored::set_options(c, Scope::Site, &s, &updates)).await?;
     state.plugins.invalidate_all();
@@ -296,9 +314,7 @@ async fn put_user_options(
     let (p, _) = project_for(&state, &user, org.clone(), project.clone()).await?;
     let plugin = plugin_or_404(&state, &slug)?;
     let specs = plugin.call("user_options", |x| Ok(x.user_options())).unwrap_or_default();
-    let form: Map<String, Value> = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}; expected an object of option values")))?;
-    let updates = picket_plugin_api::options::validate_form(&specs, &form)
-        .map_err(|errors| ApiError::bad_request(format!("invalid options: {}", errors.iter().map(|(k, e)| format!("{k}: {e}")).collect::<Vec<_>>().join("; "))))?;
+    let updates = validated_body(&specs, &body)?;
     let scope = Scope::User { project_id: p.id, user_id: user.id };
     let s = slug.clone();
     state.store.write(move |c| stored::set_options(c, scope, &s, &updates)).await?;
@@ -514,11 +530,13 @@ pub(crate) async fn stream_tags(state: &AppState, project: &Project, user: &User
 }
 
 /// Builds a plugin's issue context (its options and meta, the latest event).
-fn issue_context(state: &AppState, conn: &rusqlite::Connection, p: &RegisteredPlugin, options: picket_plugin_api::OptionValues, issue: &Issue, project: &Project, user: &UserRef, latest: Option<&picket_plugin_api::Event>) -> picket_store::Result<IssueContext> {
+fn issue_context(state: &AppState, conn: &rusqlite::Connection, p: &RegisteredPlugin, issue: &Issue, project: &Project, user: &UserRef, latest: Option<&picket_plugin_api::Event>) -> picket_store::Result<IssueContext> {
     let url = format!("/api/0/issues/{}/plugins/{}/", issue.id, p.slug());
+    let plugins = state.plugins.project_blocking(conn, project.id)?;
+    let options = plugins.options(p.slug()).cloned().unwrap_or_default();
     let mut ctx = IssueContext::new(project_ref(project), issue_ref(&state.settings.url_prefix, issue, project), user.clone(), options, url);
     ctx.meta = stored::issue_meta(conn, issue.id, p.slug())?;
-    ctx.site_options = state.plugins.project_blocking(conn, project.id)?.site.get(p.slug()).cloned().unwrap_or_default();
+    ctx.site_options = plugins.site.get(p.slug()).cloned().unwrap_or_default();
     ctx.event = latest.cloned();
     Ok(ctx)
 }
@@ -538,7 +556,7 @@ async fn issue_slots(State(state): State<AppState>, headers: HeaderMap, Path(id)
             let (mut tags, mut actions, mut panels, mut widgets) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             let link = |slug: &str, l: Link| json!({"plugin": slug, "label": l.label, "url": l.url});
             for (p, options) in &plugins.enabled {
-                let ctx = issue_context(&st, c, p, options.clone(), &issue, &project, &uref, latest.as_ref())?;
+                let ctx = issue_context(&st, c, p, &issue, &project, &uref, latest.as_ref())?;
                 let list = IssueListContext::new(ctx.project.clone(), vec![ctx.issue.clone()], options.clone());
                 p.call("before_events", |pl| pl.before_events(&list));
                 for t in p.call("tags", |pl| pl.tags(&ctx)).unwrap_or_default() {
@@ -627,11 +645,11 @@ async fn run_view(state: AppState, headers: HeaderMap, id: String, slug: String,
         .store
         .read_async(move |c| {
             let plugins = st.plugins.project_blocking(c, project.id)?;
-            let Some((p, options)) = plugins.enabled.iter().find(|(p, _)| p.slug() == s) else {
+            let Some((p, _)) = plugins.enabled.iter().find(|(p, _)| p.slug() == s) else {
                 return Err(picket_store::StoreError::NotFound(format!("plugin '{s}' (not enabled for this project)")));
             };
             let latest = query::latest_event(c, issue.id)?.map(|e| picket_plugin_api::Event::from_data(project.id, e.data.as_object().cloned().unwrap_or_default()));
-            let ctx = issue_context(&st, c, p, options.clone(), &issue, &project, &uref, latest.as_ref())?;
+            let ctx = issue_context(&st, c, p, &issue, &project, &uref, latest.as_ref())?;
             let view = ViewContext::new(ctx, method, form, can_admin);
             Ok(p.try_call("view", |pl| pl.view(&view)))
         })

@@ -169,6 +169,9 @@ struct Work {
     event: Option<Event>,
 }
 
+/// A project with its enabled plugins and its organization's members (id, e-mail, role).
+type ProjectInput = (Project, Arc<ProjectPlugins>, Arc<Vec<(i64, String, String)>>);
+
 /// Everything a batch needs about one job, read at once.
 struct JobInput {
     job: PostProcessJob,
@@ -239,7 +242,7 @@ async fn run_batch(state: &AppState, batch: Vec<Work>) -> picket_store::Result<(
         .read_async(move |c| {
             let issue_ids: Vec<i64> = batch.iter().map(|w| w.job.issue_id).collect();
             let mut issues = stored::issues_by_id(c, &issue_ids)?;
-            let mut projects: HashMap<i64, (Project, Arc<ProjectPlugins>, Arc<Vec<(i64, String, String)>>)> = HashMap::new();
+            let mut projects: HashMap<i64, ProjectInput> = HashMap::new();
             let (mut inputs, mut gone) = (Vec::new(), Vec::new());
             for Work { job, event } in batch {
                 // The issue or event may have been deleted since: nothing to run then.
@@ -251,13 +254,15 @@ async fn run_batch(state: &AppState, batch: Vec<Work>) -> picket_store::Result<(
                     gone.push(job);
                     continue;
                 };
-                if !projects.contains_key(&job.project_id) {
-                    let project = accounts::project_by_id(c, job.project_id)?;
-                    let members = Arc::new(stored::org_members(c, project.org_id)?);
-                    let plugins = st.plugins.project_blocking(c, job.project_id)?;
-                    projects.insert(job.project_id, (project, plugins, members));
-                }
-                let (project, plugins, members) = projects[&job.project_id].clone();
+                let (project, plugins, members) = match projects.entry(job.project_id) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.get().clone(),
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        let project = accounts::project_by_id(c, job.project_id)?;
+                        let members = Arc::new(stored::org_members(c, project.org_id)?);
+                        let plugins = st.plugins.project_blocking(c, job.project_id)?;
+                        slot.insert((project, plugins, members)).clone()
+                    }
+                };
                 inputs.push(JobInput { job, project, issue, event, plugins, members });
             }
             issues.clear();

@@ -13,7 +13,8 @@
 //! - [`queue`]: the durable queue between ingest and digest.
 //! - [`digest`]: applying a processed batch (events, issues, counters) atomically.
 //! - [`query`]: reads for the API (issues with search, events, tags).
-//! - [`plugins`]: plugin options and enablement, issue meta, views, the post-process queue.
+//! - [`plugins`]: plugin options and enablement, issue meta, views, and the
+//!   post-process queue.
 
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};

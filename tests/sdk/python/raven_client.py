@@ -13,6 +13,9 @@ from raven.handlers.logging import SentryHandler
 from raven.transport.http import HTTPTransport
 
 DSN = sys.argv[1] if len(sys.argv) > 1 else os.environ["SENTRY_DSN"]
+# raven's synchronous transport times out after 1 s by default: too short on a
+# loaded test machine. Its transports read `timeout` from the DSN's query.
+DSN += ("&" if "?" in DSN else "?") + "timeout=10"
 # The synchronous transport, so that every event is sent before exit.
 client = Client(DSN, transport=HTTPTransport, release="app@1.0.0", environment="e2e", raise_send_errors=True)
 ids = {}
