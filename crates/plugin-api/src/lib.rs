@@ -10,6 +10,8 @@
 //! | Aggregate Views (tabs of the issue stream) | [`AggregateView`] | [`register_view!`] |
 //! | Permissions | [`Plugin::has_perm`] | — |
 //!
+//! [`bases`] has ready-made plugin kinds built on [`Plugin`] (an issue tracker).
+//!
 //! Registration happens at link time: a crate that uses these macros and is
 //! linked into a Picket binary is installed; nothing in Picket's core
 //! changes. Picket's own built-in interfaces, filters, views and plugins are
@@ -38,6 +40,7 @@
 //! hook has a default, so new fields and hooks are not breaking changes.
 #![warn(missing_docs)]
 
+pub mod bases;
 pub mod filter;
 pub mod html;
 pub mod interface;

@@ -1,29 +1,24 @@
-//! The issue-tracker base (the classic IssuePlugin) with a generic HTTP
-//! implementation: an issue's actions offer "Create ticket"; the plugin's page
-//! shows a form (title and description prefilled from the issue); submitting
-//! it POSTs JSON to the configured endpoint, which answers `{"id": "...",
-//! "url": "..."}`. The ticket is remembered with the issue and shown as a
-//! tag linking to it.
+//! A generic HTTP issue tracker on the public [`IssueTracker`] base: creating
+//! a ticket POSTs `{title, description, issue}` as JSON to the configured
+//! endpoint, which answers `{"id": "...", "url": "..."}`; linking an
+//! existing ticket builds its URL from a template.
 
-use picket_plugin_api::html::escape;
-use picket_plugin_api::{register_plugin, HookResult, Html, IssueContext, Link, OptionKind, OptionSpec, Plugin, PluginError, PluginMeta, ViewContext, ViewResponse};
+use picket_plugin_api::bases::{IssueTracker, IssueTrackerPlugin, NewTicket, Ticket};
+use picket_plugin_api::{register_plugin, HookResult, IssueContext, OptionKind, OptionSpec, PluginError, PluginMeta};
 use serde_json::{json, Value};
 
 use crate::http;
 
 /// Generic HTTP issue tracker.
 #[derive(Default)]
-pub struct HttpTrackerPlugin;
-register_plugin!(HttpTrackerPlugin);
+pub struct HttpTracker;
+register_plugin!(IssueTrackerPlugin<HttpTracker>);
 
-const TID: &str = "tid";
-const TURL: &str = "url";
-
-impl Plugin for HttpTrackerPlugin {
+impl IssueTracker for HttpTracker {
     fn meta(&self) -> PluginMeta {
         PluginMeta::new("Issue Tracker (HTTP)")
             .slug("issue-tracker")
-            .description("Creates a ticket in your tracker from an issue, by POSTing JSON to an endpoint you provide, and links the issue to it.")
+            .description("Creates a ticket in your tracker from an issue, by POSTing JSON to an endpoint you provide, or links an existing one.")
             .version(env!("CARGO_PKG_VERSION"))
             .author("Picket", None)
             .plugin_type("issue-tracking")
@@ -32,53 +27,34 @@ impl Plugin for HttpTrackerPlugin {
         vec![
             OptionSpec::new("endpoint", "Endpoint", OptionKind::Url).required().help("Receives {title, description, issue} and answers {id, url}."),
             OptionSpec::new("token", "Bearer token", OptionKind::Secret),
+            OptionSpec::new("ticket_url", "Ticket URL template", OptionKind::Text).help("For linked tickets: {id} is replaced by the ticket's id, e.g. https://tracker.example/{id}."),
             OptionSpec::new("label_prefix", "Ticket label prefix", OptionKind::Text).default_value("#"),
         ]
     }
     fn site_options(&self) -> Vec<OptionSpec> {
         vec![http::allow_private_option()]
     }
-    fn actions(&self, ctx: &IssueContext) -> HookResult<Vec<Link>> {
-        Ok(if ctx.meta.contains_key(TID) || ctx.options.str("endpoint").is_none() { vec![] } else { vec![Link::new("Create ticket", ctx.plugin_url.clone())] })
+    fn is_configured(&self, ctx: &IssueContext) -> bool {
+        ctx.options.str("endpoint").is_some()
     }
-    fn tags(&self, ctx: &IssueContext) -> HookResult<Vec<Html>> {
-        let Some(id) = ctx.meta.get(TID) else { return Ok(vec![]) };
-        let label = format!("{}{id}", ctx.options.str("label_prefix").unwrap_or("#"));
-        Ok(vec![match ctx.meta.get(TURL).filter(|u| u.starts_with("https://") || u.starts_with("http://")) {
-            Some(url) => Html::trusted(format!("<a class=\"ticket\" href=\"{}\" rel=\"noopener noreferrer\">{}</a>", escape(url), escape(&label))),
-            None => Html::text(&label),
-        }])
-    }
-    fn view(&self, ctx: &ViewContext) -> HookResult<Option<ViewResponse>> {
-        let ictx = &ctx.issue;
-        let Some(endpoint) = ictx.options.str("endpoint") else {
-            return Ok(Some(ViewResponse::page("Issue tracker", Html::text("Configure the endpoint of this plugin in the project's settings first."))));
-        };
-        if let Some(id) = ictx.meta.get(TID) {
-            return Ok(Some(ViewResponse::page("Ticket", Html::trusted(format!("<p>This issue is linked to ticket <b>{}</b>.</p>", escape(id))))));
-        }
-        let title = ctx.form.get("title").and_then(Value::as_str).unwrap_or(&ictx.issue.title).to_string();
-        let description = ctx.form.get("description").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| format!("{}\n\n{}", ictx.issue.culprit, ictx.issue.url));
-        if ctx.method != "POST" {
-            let form = format!(
-                "<form method=\"post\"><label>Title <input name=\"title\" value=\"{}\"></label><label>Description <textarea name=\"description\">{}</textarea></label><button type=\"submit\">Create ticket</button></form>",
-                escape(&title),
-                escape(&description)
-            );
-            return Ok(Some(ViewResponse::page("Create ticket", Html::trusted(form))));
-        }
-        if title.trim().is_empty() {
-            return Err(PluginError::permanent("a ticket needs a title"));
-        }
-        let body = json!({"title": title, "description": description, "issue": {"id": ictx.issue.id, "url": ictx.issue.url, "project": ictx.project.slug}});
+    fn create_ticket(&self, ctx: &IssueContext, ticket: &NewTicket) -> HookResult<Ticket> {
+        let endpoint = ctx.options.str("endpoint").ok_or_else(|| PluginError::permanent("no endpoint configured"))?;
+        let body = json!({"title": ticket.title, "description": ticket.description, "issue": {"id": ctx.issue.id, "url": ctx.issue.url, "project": ctx.project.slug}});
         let mut headers = Vec::new();
-        if let Some(t) = ictx.options.str("token") {
+        if let Some(t) = ctx.options.str("token") {
             headers.push(("Authorization", format!("Bearer {t}")));
         }
-        let resp = http::post_json(endpoint, &serde_json::to_vec(&body).map_err(PluginError::permanent)?, &headers, http::allows_private(&ictx.site_options))?;
+        let resp = http::post_json(endpoint, &serde_json::to_vec(&body).map_err(PluginError::permanent)?, &headers, http::allows_private(&ctx.site_options))?;
         let answer: Value = serde_json::from_str(&resp.body).map_err(|e| PluginError::permanent(format!("the tracker's answer is not JSON: {e}")))?;
         let id = answer.get("id").map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).ok_or_else(|| PluginError::permanent("the tracker's answer has no 'id'"))?;
-        let url = answer.get("url").and_then(Value::as_str);
-        Ok(Some(ViewResponse::redirect(ictx.issue.url.clone()).set_meta(TID, Some(&id)).set_meta(TURL, url)))
+        let url = answer.get("url").and_then(Value::as_str).map(str::to_string).or_else(|| self.ticket_url(ctx, &id));
+        Ok(Ticket::new(id, url))
+    }
+    fn ticket_url(&self, ctx: &IssueContext, id: &str) -> Option<String> {
+        let template = ctx.options.str("ticket_url")?;
+        Some(template.replace("{id}", &picket_plugin_api::filter::url_encode(id)))
+    }
+    fn ticket_label(&self, ctx: &IssueContext, id: &str) -> String {
+        format!("{}{id}", ctx.options.str("label_prefix").unwrap_or("#"))
     }
 }

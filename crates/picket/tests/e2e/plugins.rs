@@ -247,43 +247,58 @@ fn mail_goes_through_a_real_smtp_server_to_those_who_want_it() {
 }
 
 #[test]
-fn the_issue_tracker_creates_and_links_a_ticket() {
+fn the_issue_tracker_creates_links_and_unlinks_tickets() {
     let receiver = Receiver::start(vec![(201, r#"{"id": "T-7", "url": "https://tracker.example/T-7"}"#)]);
     let p = Picket::start("plugin-tracker");
     p.cli_ok(&["plugins", "set", "issue-tracker", "allow_private_networks=true"]);
-    configure(&p, "issue-tracker", json!({"enabled": true, "options": {"endpoint": receiver.url("/tickets"), "token": "trk-token", "label_prefix": "T#"}}));
+    configure(
+        &p,
+        "issue-tracker",
+        json!({"enabled": true, "options": {"endpoint": receiver.url("/tickets"), "token": "trk-token", "label_prefix": "T#", "ticket_url": "https://tracker.example/browse/{id}"}}),
+    );
     send(&p, error_event("TicketError", "needs a ticket"));
-    p.wait_for_events(1);
-    let issue = p.issues(None)[0]["id"].as_str().unwrap().to_string();
-    let slots = p.api(&format!("/api/0/issues/{issue}/plugins/"));
-    let action = slots["actions"].as_array().unwrap().iter().find(|a| a["plugin"] == "issue-tracker").expect("Create ticket action").clone();
-    assert_eq!(action["label"], "Create ticket");
+    send(&p, error_event("LinkError", "has a ticket already"));
+    p.wait_for_events(2);
+    let issue_of = |title: &str| p.issues(None).iter().find(|i| i["title"].as_str().unwrap().starts_with(title)).unwrap()["id"].as_str().unwrap().to_string();
+    let slots = |issue: &str| p.api(&format!("/api/0/issues/{issue}/plugins/"));
+    let post = |url: &str, body: &'static str| {
+        let no_redirect = Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let r = no_redirect.post(url).bearer_auth(&p.token).header("Content-Type", "application/x-www-form-urlencoded").body(body).send().unwrap();
+        assert_eq!(r.status(), 303, "{}", r.text().unwrap());
+    };
+    // Create: the action opens a page with the forms; submitting creates the ticket.
+    let issue = issue_of("TicketError");
+    let action = slots(&issue)["actions"].as_array().unwrap().iter().find(|a| a["plugin"] == "issue-tracker").expect("an action").clone();
+    assert_eq!(action["label"], "Create or link ticket");
     let page_url = format!("{}{}", p.base_url(), action["url"].as_str().unwrap());
     let form = Client::new().get(&page_url).bearer_auth(&p.token).send().unwrap().text().unwrap();
-    assert!(form.contains("<form method=\"post\">") && form.contains("value=\"TicketError: needs a ticket\""), "{form}");
-    let no_redirect = Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let r = no_redirect
-        .post(&page_url)
-        .bearer_auth(&p.token)
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body("title=Fix+TicketError&description=see+%3Cissue%3E")
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 303);
+    assert!(form.contains("class=\"create-ticket\"") && form.contains("value=\"TicketError: needs a ticket\"") && form.contains("class=\"link-ticket\""), "{form}");
+    post(&page_url, "action=create&title=Fix+TicketError&description=see+%3Cissue%3E");
     let got = receiver.received();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].header("Authorization"), Some("Bearer trk-token"));
     let doc = got[0].json();
     assert_eq!(doc["title"], "Fix TicketError");
     assert_eq!(doc["description"], "see <issue>");
-    // Linked: a tag with the ticket, and no more "Create ticket".
-    let slots = p.api(&format!("/api/0/issues/{issue}/plugins/"));
-    assert!(slots["tags"].as_array().unwrap().iter().any(|t| t["html"] == "<a class=\"ticket\" href=\"https:&#x2F;&#x2F;tracker.example&#x2F;T-7\" rel=\"noopener noreferrer\">T#T-7</a>"), "{slots}");
-    assert!(!slots["actions"].as_array().unwrap().iter().any(|a| a["plugin"] == "issue-tracker"));
+    let s = slots(&issue);
+    assert!(s["tags"].as_array().unwrap().iter().any(|t| t["html"] == "<a class=\"ticket\" href=\"https:&#x2F;&#x2F;tracker.example&#x2F;T-7\" rel=\"noopener noreferrer\">T#T-7</a>"), "{s}");
+    assert!(!s["actions"].as_array().unwrap().iter().any(|a| a["plugin"] == "issue-tracker"));
     // The stream shows the ticket next to the issue (`before_events` then `tags`).
     let stream = p.api("/api/0/projects/acme/web/issues/");
-    let tags = stream[0]["pluginTags"].as_array().unwrap();
-    assert!(tags.iter().any(|t| t["plugin"] == "issue-tracker" && t["html"].as_str().unwrap().contains("T#T-7")), "{stream}");
+    let row = stream.as_array().unwrap().iter().find(|i| i["id"] == issue.as_str()).unwrap();
+    assert!(row["pluginTags"].as_array().unwrap().iter().any(|t| t["plugin"] == "issue-tracker" && t["html"].as_str().unwrap().contains("T#T-7")), "{row}");
+    // Link an existing ticket to the other issue: no call to the tracker, the URL from the template.
+    let other = issue_of("LinkError");
+    let other_page = format!("{}/api/0/issues/{other}/plugins/issue-tracker/", p.base_url());
+    post(&other_page, "action=link&ticket=OPS-3");
+    assert_eq!(receiver.received().len(), 1);
+    let s = slots(&other);
+    assert!(s["tags"].as_array().unwrap().iter().any(|t| t["html"] == "<a class=\"ticket\" href=\"https:&#x2F;&#x2F;tracker.example&#x2F;browse&#x2F;OPS-3\" rel=\"noopener noreferrer\">T#OPS-3</a>"), "{s}");
+    // Unlink: the tag goes, the action comes back.
+    post(&other_page, "action=unlink");
+    let s = slots(&other);
+    assert!(s["tags"].as_array().unwrap().is_empty(), "{s}");
+    assert!(s["actions"].as_array().unwrap().iter().any(|a| a["plugin"] == "issue-tracker"));
 }
 
 #[test]
