@@ -236,6 +236,34 @@ mod tests {
         assert_eq!((r.status, r.body.as_str()), (201, "{\"a\":1}"));
     }
 
+    /// A real TLS server on loopback with a self-signed certificate (openssl
+    /// and Python's ssl module): the client must speak TLS and refuse it.
+    #[test]
+    fn https_verifies_the_certificate() {
+        let dir = std::env::temp_dir().join(format!("picket-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let status = std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-keyout", "key.pem", "-out", "cert.pem"])
+            .current_dir(&dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl");
+        assert!(status.success());
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let server = "import http.server, ssl, sys\nctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\nctx.load_cert_chain('cert.pem', 'key.pem')\nsrv = http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), http.server.BaseHTTPRequestHandler)\nsrv.socket = ctx.wrap_socket(srv.socket, server_side=True)\nsrv.serve_forever()\n";
+        let mut child = std::process::Command::new("python3").args(["-c", server, &port.to_string()]).current_dir(&dir).stderr(std::process::Stdio::null()).spawn().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "the TLS server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let e = post_json(&format!("https://127.0.0.1:{port}/hook"), b"{}", &[], true).unwrap_err();
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(e.message().contains("certificate"), "{e}");
+    }
+
     proptest::proptest! {
         #[test]
         fn any_answer_parses_or_is_refused_without_panicking(raw in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)) {

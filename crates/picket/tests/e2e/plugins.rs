@@ -244,6 +244,12 @@ fn mail_goes_through_a_real_smtp_server_to_those_who_want_it() {
     assert!(all.contains("Subject: [Picket] [web] ERROR: PaymentError: card <declined>"), "{all}");
     assert!(all.contains("Stacktrace (most recent call last):"), "interfaces' text in the body: {all}");
     assert!(all.contains("card &lt;declined&gt;"), "escaped in the HTML part: {all}");
+    // Required STARTTLS against a server that offers none: refused, and said so.
+    p.cli_ok(&["plugins", "set", "mail", "smtp_tls=starttls"]);
+    std::thread::sleep(Duration::from_millis(2100)); // the server's plugin state cache
+    send(&p, error_event("SecondError", "over TLS only"));
+    wait_until("the TLS refusal to be recorded", &p, 20, || p.cli_ok(&["plugins", "list"]).lines().any(|l| l.starts_with("mail ") && l.contains("sending mail through 127.0.0.1")));
+    assert_eq!(smtp.messages().len(), 2, "nothing sent in clear text");
 }
 
 #[test]
