@@ -173,6 +173,10 @@ impl OptionSpec {
             }
             OptionKind::List => Value::Array(list_items(v).ok_or_else(|| format!("{label} must be a list"))?.into_iter().map(Value::String).collect()),
         };
+        // A list of nothing but separators (`","`) is no value, like an empty one.
+        if out.as_array().is_some_and(|a| a.is_empty()) {
+            return if self.required { Err(format!("{label} is required")) } else { Ok(None) };
+        }
         Ok(Some(out))
     }
 }
@@ -306,6 +310,17 @@ mod tests {
         let t = OptionSpec::new("t", "Name", OptionKind::Text).required();
         assert_eq!(t.validate(&json!("  ")).unwrap_err(), "Name is required");
         assert!(t.validate(&json!("a\nb")).is_err());
+    }
+
+    #[test]
+    fn a_list_of_separators_is_no_value() {
+        // Found by the `plugin_options` fuzz target: "," became [] which then read back as no value.
+        let l = OptionSpec::new("l", "Emails", OptionKind::List);
+        assert_eq!(l.validate(&json!(",")).unwrap(), None);
+        assert_eq!(l.validate(&json!(" ,\n , ")).unwrap(), None);
+        assert_eq!(l.clone().required().validate(&json!(",")).unwrap_err(), "Emails is required");
+        let m = OptionSpec::new("m", "Levels", OptionKind::MultiChoice { choices: vec![("a".into(), "A".into())] });
+        assert_eq!(m.validate(&json!([" "])).unwrap(), None);
     }
 
     #[test]
