@@ -33,8 +33,9 @@ impl EventFilter for StatusFilter {
             })
             .collect())
     }
+    /// Any value: an unknown status is refused by the search with the list of statuses.
     fn condition(&self, value: &str) -> Option<Condition> {
-        ["unresolved", "resolved", "ignored"].contains(&value).then(|| Condition::Status(value.to_string()))
+        Some(Condition::Status(value.to_string()))
     }
 }
 

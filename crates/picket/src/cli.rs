@@ -278,6 +278,14 @@ fn init_tracing(config: &Config) -> Result<()> {
     } else {
         builder.with_ansi(std::io::stderr().is_terminal()).init();
     }
+    // Panics (a plugin's, caught and skipped, or Picket's own) go to the log
+    // like everything else, so that JSON logs stay one object per line.
+    std::panic::set_hook(Box::new(|info| {
+        let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+        let message = info.payload().downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| info.payload().downcast_ref::<String>().cloned()).unwrap_or_default();
+        let thread = std::thread::current().name().unwrap_or("unnamed").to_string();
+        tracing::error!(%location, %thread, panic = %message, "a thread panicked");
+    }));
     Ok(())
 }
 
@@ -354,10 +362,28 @@ fn serve(config: Config) -> Result<()> {
     })
 }
 
+/// The commands act on the database of their own configuration: say how to
+/// give them this server's, when it came from the environment or a file.
+fn same_settings_hint() -> String {
+    let vars: Vec<String> = ["PICKET_CONFIG", "PICKET_DATA_DIR", "PICKET_DATABASE_URL", "PICKET_BIND", "PICKET_URL_PREFIX"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| format!("{k}={v}")))
+        .collect();
+    if vars.is_empty() {
+        String::new()
+    } else {
+        format!("\nRun those commands with this server's settings, e.g. in a shell with:\n  export {}\n", vars.join(" "))
+    }
+}
+
 fn print_first_start_help(store: &Store, config: &Config) {
     let users = store.read(accounts::count_users).unwrap_or(0);
     let orgs = store.read(accounts::list_orgs).map(|o| o.len()).unwrap_or(0);
     if users > 0 && orgs > 0 {
+        return;
+    }
+    if config.log_format == "json" {
+        tracing::info!(data_dir = %config.data_dir.display(), "first start: create a user, an organization and a project with picket createuser, org create and project create (see README.md)");
         return;
     }
     let url = config.public_url();
@@ -368,8 +394,9 @@ fn print_first_start_help(store: &Store, config: &Config) {
          \x20 picket org create acme\n\
          \x20 picket project create acme/web --platform python      # prints the DSN\n\
          \x20 picket token create --email you@example.com           # prints an API token\n\
-         \nThen: curl -H 'Authorization: Bearer <token>' {url}/api/0/projects/acme/web/issues/\n",
-        dir = config.data_dir.display()
+         \nThen: curl -H 'Authorization: Bearer <token>' {url}/api/0/projects/acme/web/issues/\n{same}",
+        dir = config.data_dir.display(),
+        same = same_settings_hint(),
     );
 }
 

@@ -178,18 +178,21 @@ impl<T: IssueTracker> Plugin for IssueTrackerPlugin<T> {
                         ctx.form.get("description").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| format!("{}\n\n{}", issue.issue.culprit, issue.issue.url)),
                     );
                     if new.title.trim().is_empty() {
-                        return Err(PluginError::permanent("a ticket needs a title"));
+                        return Err(PluginError::user("a ticket needs a title"));
                     }
                     self.0.create_ticket(issue, &new)?
                 }
                 Some("link") if linked.is_none() && self.0.can_link_existing() => {
-                    let id = field(ctx, "ticket").ok_or_else(|| PluginError::permanent("give the id of the ticket to link"))?;
+                    let id = field(ctx, "ticket").ok_or_else(|| PluginError::user("give the id of the ticket to link (the field 'ticket')"))?;
                     self.0.link_ticket(issue, id)?
                 }
                 Some("unlink") if linked.is_some() => {
                     return Ok(Some(ViewResponse::redirect(issue.plugin_url.clone()).set_meta(TICKET_ID, None).set_meta(TICKET_URL, None)));
                 }
-                other => return Err(PluginError::permanent(format!("unknown or unavailable action '{}'", other.unwrap_or("")))),
+                other => {
+                    let hint = if linked.is_some() { "this issue has a ticket: use action=unlink" } else { "use action=create or action=link" };
+                    return Err(PluginError::user(format!("unknown or unavailable action '{}': {hint}", other.unwrap_or(""))));
+                }
             };
             return Ok(Some(ViewResponse::redirect(issue.issue.url.clone()).set_meta(TICKET_ID, Some(&ticket.id)).set_meta(TICKET_URL, ticket.url.as_deref())));
         }

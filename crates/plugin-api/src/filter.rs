@@ -109,8 +109,9 @@ pub trait EventFilter: Send + Sync + 'static {
     /// The condition for a chosen value; `None` ignores the value.
     fn condition(&self, value: &str) -> Option<Condition>;
 
-    /// The sidebar widget: by default an "Any" link and one link per choice.
-    /// `query` is the current query string without this filter's parameter.
+    /// The sidebar widget: by default an "Any" link (`param=`, which turns the
+    /// filter's default off) and one link per choice. `query` is the current
+    /// query string without this filter's parameter.
     fn widget(&self, query: &str, current: Option<&str>, choices: &[Choice]) -> Html {
         choice_list(&self.query_param(), &self.label(), query, current, choices)
     }
@@ -120,8 +121,10 @@ pub trait EventFilter: Send + Sync + 'static {
 pub fn choice_list(param: &str, label: &str, query: &str, current: Option<&str>, choices: &[Choice]) -> Html {
     let sep = if query.is_empty() { "" } else { "&" };
     let mut out = format!("<ul class=\"filter-list\" data-filter=\"{}\">", escape(param));
-    let any_class = if current.is_none() { " class=\"active\"" } else { "" };
-    out.push_str(&format!("<li{any_class}><a href=\"?{}\">Any {}</a></li>", escape(query), escape(label)));
+    // "Any" says so explicitly (`param=`), so that a filter's default does not apply.
+    let any_class = if current.is_none_or(str::is_empty) { " class=\"active\"" } else { "" };
+    let any_href = format!("?{query}{sep}{}=", url_encode(param));
+    out.push_str(&format!("<li{any_class}><a href=\"{}\">Any {}</a></li>", escape(&any_href), escape(label)));
     for c in choices {
         let class = if current == Some(c.value.as_str()) { " class=\"active\"" } else { "" };
         let href = format!("?{query}{sep}{}={}", url_encode(param), url_encode(&c.value));

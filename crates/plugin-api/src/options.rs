@@ -115,8 +115,8 @@ impl OptionSpec {
         let out = match &self.kind {
             OptionKind::Text | OptionKind::Secret => {
                 let s = text()?;
-                if s.contains(['\n', '\r']) {
-                    return Err(format!("{label} must be a single line"));
+                if s.chars().any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')) {
+                    return Err(format!("{label} must be a single line of text, without control characters"));
                 }
                 Value::String(s)
             }
@@ -147,14 +147,27 @@ impl OptionSpec {
                 if min.is_some_and(|m| n < m) || max.is_some_and(|m| n > m) {
                     return Err(format!("{label} must be between {} and {}", min.map_or("-inf".into(), |m| m.to_string()), max.map_or("inf".into(), |m| m.to_string())));
                 }
-                serde_json::Number::from_f64(n).map(Value::Number).unwrap_or(Value::Null)
+                // Whole numbers stay whole (a port is 25, not 25.0).
+                if n.fract() == 0.0 && n.abs() < 9.0e15 {
+                    Value::from(n as i64)
+                } else {
+                    serde_json::Number::from_f64(n).map(Value::Number).unwrap_or(Value::Null)
+                }
             }
-            OptionKind::Bool => match v {
-                Value::Bool(b) => Value::Bool(*b),
-                Value::String(s) if matches!(s.as_str(), "true" | "on" | "1" | "yes") => Value::Bool(true),
-                Value::String(s) if matches!(s.as_str(), "false" | "off" | "0" | "no") => Value::Bool(false),
-                _ => return Err(format!("{label} must be true or false")),
-            },
+            OptionKind::Bool => {
+                let word = match v {
+                    Value::Bool(b) => Some(*b),
+                    Value::Number(n) if n.as_f64() == Some(1.0) => Some(true),
+                    Value::Number(n) if n.as_f64() == Some(0.0) => Some(false),
+                    Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+                        "true" | "on" | "1" | "yes" => Some(true),
+                        "false" | "off" | "0" | "no" => Some(false),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                Value::Bool(word.ok_or_else(|| format!("{label} must be true or false (also accepted: on/off, yes/no, 1/0)"))?)
+            }
             OptionKind::Choice { choices } => {
                 let s = text()?;
                 if !choices.iter().any(|(value, _)| *value == s) {
@@ -184,7 +197,7 @@ impl OptionSpec {
 /// A list given as a JSON array or as text, one item per line or comma separated.
 fn list_items(v: &Value) -> Option<Vec<String>> {
     let items: Vec<String> = match v {
-        Value::Array(a) => a.iter().map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string())).collect(),
+        Value::Array(a) => a.iter().filter(|x| !x.is_null()).map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string())).collect(),
         Value::String(s) => s.split([',', '\n']).map(str::to_string).collect(),
         _ => return None,
     };
@@ -255,20 +268,22 @@ pub type FormErrors = BTreeMap<String, String>;
 
 /// Validates a whole submitted form against a schema. Keys not in the schema
 /// are refused (a typo must not be silently ignored); every error is
-/// reported, keyed by field. Secrets left empty keep their stored value,
-/// which is what a form that never shows secrets sends back.
+/// reported, keyed by field. Secrets left empty (or blank) keep their stored
+/// value, which is what a form that never shows secrets sends back; `null`
+/// removes one.
 pub fn validate_form(specs: &[OptionSpec], submitted: &serde_json::Map<String, Value>) -> Result<Vec<OptionUpdate>, FormErrors> {
     let mut errors = BTreeMap::new();
     let mut out = Vec::new();
     for key in submitted.keys() {
         if !specs.iter().any(|s| &s.key == key) {
-            errors.insert(key.clone(), format!("unknown option '{key}'; this plugin has: {}", specs.iter().map(|s| s.key.as_str()).collect::<Vec<_>>().join(", ")));
+            let known = if specs.is_empty() { "this form has no options".to_string() } else { format!("the options are: {}", specs.iter().map(|s| s.key.as_str()).collect::<Vec<_>>().join(", ")) };
+            errors.insert(key.clone(), format!("unknown option '{key}'; {known}"));
         }
     }
     for spec in specs {
         match submitted.get(&spec.key) {
             None => {}
-            Some(v) if spec.is_secret() && v.as_str().is_some_and(|s| s.is_empty()) => {}
+            Some(v) if spec.is_secret() && v.as_str().is_some_and(|s| s.trim().is_empty()) => {}
             Some(v) => match spec.validate(v) {
                 Ok(value) => out.push((spec.key.clone(), value)),
                 Err(e) => {
@@ -299,10 +314,14 @@ mod tests {
         assert!(email.validate(&json!("a@b.co")).is_ok());
         assert!(email.validate(&json!("a@b")).is_err());
         let n = OptionSpec::new("n", "Retries", OptionKind::Number { min: Some(0.0), max: Some(10.0) });
-        assert_eq!(n.validate(&json!("3")).unwrap(), Some(json!(3.0)));
+        assert_eq!(n.validate(&json!("3")).unwrap(), Some(json!(3)));
+        assert_eq!(n.validate(&json!(2.5)).unwrap(), Some(json!(2.5)));
         assert!(n.validate(&json!(11)).unwrap_err().contains("between 0 and 10"));
         let b = OptionSpec::new("b", "On", OptionKind::Bool);
         assert_eq!(b.validate(&json!("on")).unwrap(), Some(json!(true)));
+        assert_eq!(b.validate(&json!(" YES ")).unwrap(), Some(json!(true)));
+        assert_eq!(b.validate(&json!(0)).unwrap(), Some(json!(false)));
+        assert!(b.validate(&json!("maybe")).unwrap_err().contains("on/off"));
         let c = OptionSpec::new("c", "Level", OptionKind::Choice { choices: vec![("error".into(), "Error".into())] });
         assert!(c.validate(&json!("debug")).unwrap_err().contains("one of: error"));
         let l = OptionSpec::new("l", "Emails", OptionKind::List);
@@ -310,6 +329,9 @@ mod tests {
         let t = OptionSpec::new("t", "Name", OptionKind::Text).required();
         assert_eq!(t.validate(&json!("  ")).unwrap_err(), "Name is required");
         assert!(t.validate(&json!("a\nb")).is_err());
+        assert!(t.validate(&json!("a\u{0}b")).is_err());
+        assert!(t.validate(&json!("a\u{2028}b")).is_err());
+        assert_eq!(l.validate(&json!([1, true, null, "x"])).unwrap(), Some(json!(["1", "true", "x"])));
     }
 
     #[test]
@@ -326,12 +348,12 @@ mod tests {
     #[test]
     fn forms_refuse_unknown_keys_and_keep_empty_secrets() {
         let specs = vec![OptionSpec::new("token", "Token", OptionKind::Secret), OptionSpec::new("url", "URL", OptionKind::Url)];
-        let form = json!({"token": "", "url": "http://h.example/"});
+        let form = json!({"token": "  ", "url": "http://h.example/"});
         let ok = validate_form(&specs, form.as_object().unwrap()).unwrap();
         assert_eq!(ok, vec![("url".to_string(), Some(json!("http://h.example/")))]);
         let bad = json!({"tokn": "x", "url": "nope"});
         let errors = validate_form(&specs, bad.as_object().unwrap()).unwrap_err();
-        assert!(errors["tokn"].contains("this plugin has: token, url"));
+        assert!(errors["tokn"].contains("the options are: token, url"));
         assert!(errors.contains_key("url"));
     }
 

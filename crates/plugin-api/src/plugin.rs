@@ -129,18 +129,32 @@ pub fn slugify(s: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginError {
     message: String,
-    retryable: bool,
+    kind: ErrorKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ErrorKind {
+    Transient,
+    Permanent,
+    User,
 }
 
 impl PluginError {
     /// A failure that may go away (a timeout, a 503): `post_process` is retried.
     pub fn new(message: impl fmt::Display) -> PluginError {
-        PluginError { message: message.to_string(), retryable: true }
+        PluginError { message: message.to_string(), kind: ErrorKind::Transient }
     }
 
     /// A failure that will not go away by retrying (bad configuration, a 4xx).
     pub fn permanent(message: impl fmt::Display) -> PluginError {
-        PluginError { message: message.to_string(), retryable: false }
+        PluginError { message: message.to_string(), kind: ErrorKind::Permanent }
+    }
+
+    /// The request was wrong, not the plugin (a missing form field on its
+    /// page): the user gets a 400 with the message, and the plugin's health
+    /// does not count it.
+    pub fn user(message: impl fmt::Display) -> PluginError {
+        PluginError { message: message.to_string(), kind: ErrorKind::User }
     }
 
     /// What went wrong.
@@ -150,7 +164,12 @@ impl PluginError {
 
     /// Whether trying again may help.
     pub fn retryable(&self) -> bool {
-        self.retryable
+        self.kind == ErrorKind::Transient
+    }
+
+    /// Whether the user's request was at fault ([`PluginError::user`]).
+    pub fn is_user_error(&self) -> bool {
+        self.kind == ErrorKind::User
     }
 }
 

@@ -123,6 +123,8 @@ impl RegisteredPlugin {
     pub fn try_call<T>(&self, hook: &'static str, f: impl FnOnce(&dyn Plugin) -> HookResult<T>) -> Result<T, PluginError> {
         let (error, panicked) = match catch_unwind(AssertUnwindSafe(|| f(&*self.plugin))) {
             Ok(Ok(v)) => return Ok(v),
+            // The request was wrong, not the plugin: no failure to record.
+            Ok(Err(e)) if e.is_user_error() => return Err(e),
             Ok(Err(e)) => (e, false),
             Err(payload) => {
                 let msg = payload.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| payload.downcast_ref::<String>().cloned()).unwrap_or_else(|| "unknown panic".into());

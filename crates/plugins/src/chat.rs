@@ -17,8 +17,16 @@ fn headline(ctx: &PostProcessContext) -> String {
     format!("{what} in {}: [{}] {}", ctx.project.name, ctx.event.level.to_uppercase(), ctx.issue.title)
 }
 
+/// The webhook URL is a credential (whoever has it can post): a secret, checked as a URL.
 fn options() -> Vec<OptionSpec> {
-    vec![OptionSpec::new("webhook_url", "Webhook URL", OptionKind::Url).required(), when_option()]
+    vec![OptionSpec::new("webhook_url", "Webhook URL", OptionKind::Secret).required().help("The incoming webhook's URL; kept secret."), when_option()]
+}
+
+fn validate(options: &picket_plugin_api::OptionValues) -> Result<(), String> {
+    match options.str("webhook_url") {
+        Some(u) => OptionSpec::new("webhook_url", "Webhook URL", OptionKind::Url).validate(&json!(u)).map(|_| ()).map_err(|e| format!("webhook_url: {e}")),
+        None => Ok(()),
+    }
 }
 
 fn send(ctx: &PostProcessContext, body: serde_json::Value) -> HookResult<()> {
@@ -44,6 +52,9 @@ impl Plugin for SlackPlugin {
     fn site_options(&self) -> Vec<OptionSpec> {
         vec![http::allow_private_option()]
     }
+    fn validate_project_options(&self, options: &picket_plugin_api::OptionValues) -> Result<(), String> {
+        validate(options)
+    }
     fn post_process(&self, ctx: &PostProcessContext) -> HookResult<()> {
         // Slack's mrkdwn: <url|text>; &, < and > must be escaped in text.
         let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
@@ -65,6 +76,9 @@ impl Plugin for DiscordPlugin {
     }
     fn site_options(&self) -> Vec<OptionSpec> {
         vec![http::allow_private_option()]
+    }
+    fn validate_project_options(&self, options: &picket_plugin_api::OptionValues) -> Result<(), String> {
+        validate(options)
     }
     fn post_process(&self, ctx: &PostProcessContext) -> HookResult<()> {
         // No mentions from event data: `allowed_mentions` empty.

@@ -85,10 +85,12 @@ impl Plugin for WebhooksPlugin {
         vec![http::allow_private_option()]
     }
     fn validate_project_options(&self, options: &picket_plugin_api::OptionValues) -> Result<(), String> {
-        for u in options.list("urls") {
-            OptionSpec::new("url", "URL", OptionKind::Url).validate(&json!(u))?;
+        let bad: Vec<String> = options.list("urls").into_iter().filter(|u| OptionSpec::new("url", "URL", OptionKind::Url).validate(&json!(u)).is_err()).collect();
+        if bad.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("urls: not http:// or https:// URLs: {}", bad.join(", ")))
         }
-        Ok(())
     }
     fn post_process(&self, ctx: &PostProcessContext) -> HookResult<()> {
         if !wanted(ctx) {

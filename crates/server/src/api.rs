@@ -267,7 +267,7 @@ async fn update_issue(State(state): State<AppState>, headers: HeaderMap, Path(id
     let user = authed_user(&state, &headers).await?;
     let (issue, p, role) = issue_for(&state, &user, &id).await?;
     if !crate::plugin_api::can_admin_event(&state, &user, &role, &p, issue.id).await? {
-        return Err(ApiError::forbidden("your role may not change issues"));
+        return Err(ApiError::forbidden("you may not change this issue: your role does not allow it, or a plugin vetoed it (admin_event)"));
     }
     let update: IssueUpdate = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}; expected {{\"status\": \"resolved\"}}")))?;
     let iid = issue.id;
@@ -285,7 +285,7 @@ async fn delete_issue(State(state): State<AppState>, headers: HeaderMap, Path(id
     let mut ctx = crate::plugin_api::perm_context(&user, &role, picket_plugin_api::Permission::AdminEvent, &p);
     ctx.issue_id = Some(issue.id);
     if !crate::plugin_api::allowed(&state, p.id, &ctx, matches!(role.as_str(), "admin" | "owner")).await? {
-        return Err(ApiError::forbidden("deleting issues needs the admin or owner role"));
+        return Err(ApiError::forbidden("deleting issues needs the admin or owner role (or a plugin vetoed admin_event)"));
     }
     let iid = issue.id;
     state.store.write(move |c| query::delete_issue(c, iid)).await?;
@@ -331,12 +331,23 @@ fn event_json(e: &StoredEvent, full: bool) -> Value {
         "sdk": get("sdk"),
     });
     if full {
+        // Every registered interface but contexts (shown apart), in score order,
+        // named as Sentry names its entries.
         let mut entries = Vec::new();
-        for (key, ty) in [("exception", "exception"), ("logentry", "message"), ("threads", "threads"), ("stacktrace", "stacktrace"), ("template", "template"),
-            ("breadcrumbs", "breadcrumbs"), ("request", "request"), ("csp", "csp"), ("query", "query"), ("debug_meta", "debugmeta")]
-        {
+        let mut entry_keys: Vec<&str> = Vec::new();
+        for iface in picket_plugin_api::Registry::global().interfaces() {
+            let key = iface.key();
+            if key == "contexts" {
+                continue;
+            }
             if let Some(data) = d.get(key).filter(|v| !v.is_null()) {
+                let ty = match key {
+                    "logentry" => "message",
+                    "debug_meta" => "debugmeta",
+                    other => other,
+                };
                 entries.push(json!({"type": ty, "data": data}));
+                entry_keys.push(key);
             }
         }
         v["entries"] = Value::Array(entries);
@@ -349,7 +360,7 @@ fn event_json(e: &StoredEvent, full: bool) -> Value {
         let known = ["event_id", "title", "logentry", "culprit", "platform", "type", "level", "timestamp", "received", "release", "environment", "dist",
             "logger", "transaction", "tags", "user", "sdk", "exception", "threads", "stacktrace", "template", "breadcrumbs", "request", "csp",
             "query", "debug_meta", "contexts", "extra", "fingerprint", "errors", "modules"];
-        let other: Map<String, Value> = d.iter().filter(|(k, _)| !known.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let other: Map<String, Value> = d.iter().filter(|(k, _)| !known.contains(&k.as_str()) && !entry_keys.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
         v["data"] = Value::Object(other);
     }
     v

@@ -87,8 +87,42 @@ pub fn app(state: AppState) -> Router {
         .merge(plugin_api::router())
         .route("/_health", axum::routing::get(health))
         .route("/_health/", axum::routing::get(health))
+        .fallback(|| async { axum::http::StatusCode::NOT_FOUND })
+        .layer(axum::middleware::from_fn(json_errors))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Every error under `/api/` is JSON `{"detail": ...}`, including the
+/// framework's own answers (an unknown route, a wrong method, an unreadable
+/// query string, a body over the limit), which come as plain text or empty.
+async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    let path = req.uri().path().to_string();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|t| t.starts_with("application/json"));
+    if !path.starts_with("/api/") || !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, 16 * 1024).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes).trim().to_string();
+    let detail = match status.as_u16() {
+        _ if !text.is_empty() => text,
+        404 if !path.ends_with('/') => format!("no such endpoint '{path}': API paths end with '/' (see docs/api.md)"),
+        404 => format!("no such endpoint '{path}' (see docs/api.md)"),
+        405 => format!("method not allowed on '{path}' (see docs/api.md)"),
+        _ => status.canonical_reason().unwrap_or("error").to_string(),
+    };
+    let mut out = (status, axum::Json(serde_json::json!({ "detail": detail }))).into_response();
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
 }
 
 async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> axum::response::Response {

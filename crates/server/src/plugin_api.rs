@@ -114,9 +114,21 @@ fn form_json(specs: &[OptionSpec], stored: &BTreeMap<String, Value>) -> Value {
     )
 }
 
+/// Every plugin. Projects are listed only where the user may see them; the
+/// last error (which may quote any project's data) only for superusers.
 async fn list_all(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    let _user = authed_user(&state, &headers).await?;
-    let (failures, choices) = state.store.read_async(|c| Ok((stored::failures(c)?, stored::choices_by_plugin(c)?))).await?;
+    let user = authed_user(&state, &headers).await?;
+    let u = user.clone();
+    let (failures, mut choices, visible) = state
+        .store
+        .read_async(move |c| {
+            let visible: std::collections::HashSet<String> = picket_store::accounts::projects_for_user(c, &u)?.into_iter().map(|p| format!("{}/{}", p.org_slug, p.slug)).collect();
+            Ok((stored::failures(c)?, stored::choices_by_plugin(c)?, visible))
+        })
+        .await?;
+    for list in choices.values_mut() {
+        list.retain(|(project, _)| visible.contains(project));
+    }
     Ok(Json(Value::Array(
         state
             .plugins
@@ -126,11 +138,11 @@ async fn list_all(State(state): State<AppState>, headers: HeaderMap) -> Result<J
             .map(|p| {
                 let mut v = meta_json(p);
                 let f = failures.get(p.slug());
-                v["health"] = json!({
-                    "failures": f.map_or(0, |f| f.0),
-                    "lastHook": f.map(|f| f.1.clone()),
-                    "lastError": f.map(|f| f.2.clone()),
-                });
+                v["health"] = if user.is_superuser {
+                    json!({"failures": f.map_or(0, |f| f.0), "lastHook": f.map(|f| f.1.clone()), "lastError": f.map(|f| f.2.clone())})
+                } else {
+                    json!({"failures": f.map_or(0, |f| f.0)})
+                };
                 v["projects"] = Value::Array(choices.get(p.slug()).into_iter().flatten().map(|(proj, on)| json!({"project": proj, "enabled": on})).collect());
                 v
             })
@@ -198,7 +210,7 @@ async fn put_config(
     let (p, role) = project_for(&state, &user, org.clone(), project.clone()).await?;
     let plugin = plugin_or_404(&state, &slug)?;
     if !can_configure(&state, &user, &role, &p, &slug).await? {
-        return Err(ApiError::forbidden("configuring plugins needs the admin or owner role in the organization"));
+        return Err(ApiError::forbidden("configuring plugins needs the admin or owner role in the organization (or a plugin vetoed configure_project_plugin)"));
     }
     let body: Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}; expected {{\"enabled\": true, \"options\": {{...}}}}")))?;
     let Some(body) = body.as_object() else { return Err(ApiError::bad_request("expected a JSON object: {\"enabled\": true, \"options\": {...}}")) };
@@ -220,6 +232,29 @@ async fn put_config(
         Some(Value::Object(form)) => picket_plugin_api::options::validate_form(&specs, form).map_err(form_errors)?,
         Some(_) => return Err(ApiError::bad_request("'options' must be an object of option values")),
     };
+    // A plugin is not switched on without its required options.
+    let will_be_enabled = match enabled {
+        Some(e) => e,
+        None => {
+            let (pid, s) = (p.id, slug.clone());
+            let st = state.store.read_async(move |c| stored::project_state(c, pid)).await?;
+            plugin.is_enabled(st.choices.get(&s).copied())
+        }
+    };
+    if will_be_enabled && specs.iter().any(|s| s.required) {
+        let (pid, s) = (p.id, slug.clone());
+        let mut merged = state.store.read_async(move |c| stored::options(c, Scope::Project(pid), &s)).await?;
+        for (k, v) in &updates {
+            match v {
+                Some(v) => merged.insert(k.clone(), v.clone()),
+                None => merged.remove(k),
+            };
+        }
+        let missing: Vec<&str> = specs.iter().filter(|s| s.required && !merged.contains_key(&s.key) && s.default.is_none()).map(|s| s.label.as_str()).collect();
+        if !missing.is_empty() {
+            return Err(ApiError::bad_request(format!("plugin '{slug}' needs {} before it can be enabled; send them in \"options\"", missing.join(", "))));
+        }
+    }
     if !updates.is_empty() {
         // The plugin checks the whole form as it would be stored.
         let (pid, s) = (p.id, slug.clone());
@@ -258,7 +293,7 @@ async fn reset_config(State(state): State<AppState>, headers: HeaderMap, Path((o
     let (p, role) = project_for(&state, &user, org, project).await?;
     plugin_or_404(&state, &slug)?;
     if !can_configure(&state, &user, &role, &p, &slug).await? {
-        return Err(ApiError::forbidden("configuring plugins needs the admin or owner role in the organization"));
+        return Err(ApiError::forbidden("configuring plugins needs the admin or owner role in the organization (or a plugin vetoed configure_project_plugin)"));
     }
     let pid = p.id;
     state.store.write(move |c| stored::reset_options(c, Scope::Project(pid), &slug)).await?;
@@ -394,7 +429,9 @@ pub(crate) async fn apply_filters(state: &AppState, project: &Project, params: H
                 if !guarded(&param, || f.targets().contains(&FilterTarget::Issues)).unwrap_or(false) {
                     continue;
                 }
-                let value = match params.get(&param).filter(|v| !v.is_empty()) {
+                // Present but empty (`?status=`) means "any": no condition, and no default.
+                let value = match params.get(&param) {
+                    Some(v) if v.is_empty() => None,
                     Some(v) => Some(v.clone()),
                     None if use_defaults => guarded(&param, || f.default_value()).flatten(),
                     None => None,
@@ -410,7 +447,7 @@ pub(crate) async fn apply_filters(state: &AppState, project: &Project, params: H
         .await?;
     for c in conditions {
         match c {
-            Condition::Status(s) => search.status = Some(s),
+            Condition::Status(s) => search.require_status(&s)?,
             Condition::Tag { key, value } => search.tags.push((key, value, false)),
             Condition::View(v) => search.views.push(v),
             Condition::Text(t) => search.text.push(t),
@@ -452,6 +489,7 @@ async fn list_filters(
                 out.push(json!({
                     "param": param,
                     "label": label,
+                    "default": guarded(&param, || f.default_value()).flatten(),
                     "current": current,
                     "targets": targets,
                     "choices": choices,
@@ -636,7 +674,7 @@ async fn run_view(state: AppState, headers: HeaderMap, id: String, slug: String,
     plugin_or_404(&state, &slug)?;
     let can_admin = can_admin_event(&state, &user, &role, &project, issue.id).await?;
     if method == "POST" && !can_admin {
-        return Err(ApiError::forbidden("your role may not act on this issue"));
+        return Err(ApiError::forbidden("you may not act on this issue: your role does not allow it, or a plugin vetoed it (admin_event)"));
     }
     let uref = user_ref(&user, &role);
     let st = state.clone();
@@ -646,7 +684,10 @@ async fn run_view(state: AppState, headers: HeaderMap, id: String, slug: String,
         .read_async(move |c| {
             let plugins = st.plugins.project_blocking(c, project.id)?;
             let Some((p, _)) = plugins.enabled.iter().find(|(p, _)| p.slug() == s) else {
-                return Err(picket_store::StoreError::NotFound(format!("plugin '{s}' (not enabled for this project)")));
+                return Err(picket_store::StoreError::Missing {
+                    what: format!("plugin '{s}' in this project"),
+                    fix: format!("it is not enabled here; enable it with PUT /api/0/projects/{}/{}/plugins/{s}/ {{\"enabled\": true}}", project.org_slug, project.slug),
+                });
             };
             let latest = query::latest_event(c, issue.id)?.map(|e| picket_plugin_api::Event::from_data(project.id, e.data.as_object().cloned().unwrap_or_default()));
             let ctx = issue_context(&st, c, p, &issue, &project, &uref, latest.as_ref())?;
@@ -656,6 +697,7 @@ async fn run_view(state: AppState, headers: HeaderMap, id: String, slug: String,
         .await?;
     let response = match response {
         Ok(r) => r,
+        Err(e) if e.is_user_error() => return Err(ApiError::bad_request(e.message().to_string())),
         Err(e) => return Err(ApiError::new(StatusCode::BAD_GATEWAY, format!("plugin '{slug}' failed: {e}"))),
     };
     // The issue's page in the web interface.

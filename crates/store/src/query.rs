@@ -99,6 +99,22 @@ pub struct IssueSearch {
     pub text: Vec<String>,
     /// Aggregate views the issue must be in (set by the stream's view tab, not by the query text).
     pub views: Vec<String>,
+    /// The conditions contradict each other (two different statuses): nothing matches.
+    pub contradiction: bool,
+}
+
+impl IssueSearch {
+    /// Adds a status condition; a different status than one already required matches nothing.
+    pub fn require_status(&mut self, status: &str) -> Result<()> {
+        if !STATUSES.contains(&status) {
+            return Err(StoreError::Invalid(format!("unknown status '{status}': use unresolved, resolved or ignored")));
+        }
+        match &self.status {
+            Some(s) if s != status => self.contradiction = true,
+            _ => self.status = Some(status.to_string()),
+        }
+        Ok(())
+    }
 }
 
 impl IssueSearch {
@@ -116,7 +132,7 @@ impl IssueSearch {
                     if !STATUSES.contains(&v) {
                         return Err(StoreError::Invalid(format!("unknown status 'is:{v}': use is:unresolved, is:resolved or is:ignored")));
                     }
-                    s.status = Some(v.to_string());
+                    s.require_status(v)?;
                 }
                 Some((k, v)) if !k.is_empty() && !v.is_empty() && !k.contains(char::is_whitespace) => {
                     s.tags.push((k.to_string(), v.trim_matches('"').to_string(), negated));
@@ -157,6 +173,9 @@ fn tokenize(q: &str) -> Vec<String> {
 pub fn list_issues(conn: &Connection, project_id: i64, search: &IssueSearch, sort: IssueSort, offset: usize, limit: usize) -> Result<Vec<Issue>> {
     let mut sql = format!("SELECT {ISSUE_COLUMNS} FROM issues WHERE project_id = ?");
     let mut args: Vec<SqlValue> = vec![project_id.into()];
+    if search.contradiction {
+        sql.push_str(" AND 0");
+    }
     if let Some(st) = &search.status {
         sql.push_str(" AND status = ?");
         args.push(st.clone().into());

@@ -283,6 +283,12 @@ fn the_issue_tracker_creates_links_and_unlinks_tickets() {
     let got = receiver.received();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].header("Authorization"), Some("Bearer trk-token"));
+    // A wrong request to the page is the user's mistake: 400, not a plugin failure.
+    let (status, body, _) = p.api_request("POST", &format!("/api/0/issues/{issue}/plugins/issue-tracker/"), Some(json!({"action": "explode"})));
+    assert_eq!(status, 400, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("action=unlink"), "{body}");
+    let health = p.api("/api/0/plugins/");
+    assert_eq!(health.as_array().unwrap().iter().find(|x| x["slug"] == "issue-tracker").unwrap()["health"]["failures"], 0);
     let doc = got[0].json();
     assert_eq!(doc["title"], "Fix TicketError");
     assert_eq!(doc["description"], "see <issue>");
@@ -346,4 +352,36 @@ fn tag_plugins_tag_events_and_can_be_switched_off() {
     assert!(!keys.contains(&"user_email".to_string()), "{keys:?}");
     let types = p.api(&format!("/api/0/issues/{after}/tags/interface_type/values/"));
     assert_eq!(types[0]["value"], "logentry,request,user", "{types}");
+}
+
+#[test]
+fn stream_filters_combine_and_say_what_is_wrong() {
+    let p = Picket::start("plugin-filters");
+    send(&p, error_event("OpenError", "still open"));
+    send(&p, error_event("DoneError", "fixed"));
+    p.wait_for_events(2);
+    let done = p.issues(Some("DoneError"))[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(p.api_request("PUT", &format!("/api/0/issues/{done}/"), Some(json!({"status": "resolved"}))).0, 200);
+    let count = |q: &str| p.api(&format!("/api/0/projects/acme/web/issues/{q}")).as_array().unwrap().len();
+    assert_eq!(count(""), 1, "the status filter's default: unresolved");
+    assert_eq!(count("?status="), 2, "an empty parameter means any status");
+    assert_eq!(count("?status=resolved"), 1);
+    assert_eq!(count("?status=resolved&query=is:unresolved"), 0, "conditions combine; contradictory ones match nothing");
+    assert_eq!(count("?query=is:resolved%20is:unresolved"), 0);
+    let (status, body, _) = p.api_request("GET", "/api/0/projects/acme/web/issues/?status=bogus", None);
+    assert_eq!(status, 400);
+    assert!(body["detail"].as_str().unwrap().contains("use unresolved, resolved or ignored"), "{body}");
+    // The status widget's "Any" link is explicit, and the list says the default.
+    let filters = p.api("/api/0/projects/acme/web/filters/");
+    let st = filters.as_array().unwrap().iter().find(|f| f["param"] == "status").unwrap();
+    assert_eq!(st["default"], "unresolved");
+    assert!(st["widgetHtml"].as_str().unwrap().contains("href=\"?status=\">Any Status"), "{st}");
+    // Every API error is JSON, the framework's own included.
+    for (method, path, expected) in [("GET", "/api/0/plugins", 404), ("PUT", "/api/0/plugins/", 405), ("GET", "/api/0/projects/acme/web/issues/?limit=abc", 400)] {
+        let (status, body, headers) = p.api_request(method, path, None);
+        assert_eq!(status, expected, "{method} {path}");
+        assert!(headers["content-type"].to_str().unwrap().starts_with("application/json"), "{method} {path}");
+        assert!(!body["detail"].as_str().unwrap().is_empty(), "{method} {path}: {body}");
+    }
+    assert!(p.api_request("GET", "/api/0/plugins", None).1["detail"].as_str().unwrap().contains("end with '/'"));
 }

@@ -153,10 +153,15 @@ impl Plugin for AcmePlugin {
             OptionSpec::new("team", "Owning team", OptionKind::Text).default_value("platform"),
             OptionSpec::new("redact_extra", "Drop these extra keys", OptionKind::List),
             OptionSpec::new("paused", "Refuse new events", OptionKind::Bool),
-            OptionSpec::new("journal", "Journal file", OptionKind::Text).help("post_process appends one JSON line per event here."),
             OptionSpec::new("journal_delay_ms", "Journal delay (ms)", OptionKind::Number { min: Some(0.0), max: Some(60_000.0) })
                 .help("Wait this long before each journal line (to show that post-processing survives a crash)."),
         ]
+    }
+
+    /// Where events are journaled is the operator's choice (a site option):
+    /// a project admin must not be able to make the server write any file.
+    fn site_options(&self) -> Vec<OptionSpec> {
+        vec![OptionSpec::new("journal", "Journal file", OptionKind::Text).help("post_process appends one JSON line per event here.")]
     }
 
     fn preprocess_event(&self, ctx: &ProjectContext, event: &mut Map<String, Value>) -> HookResult<()> {
@@ -213,14 +218,17 @@ impl Plugin for AcmePlugin {
         Ok(Some(ViewResponse::page("Job", html)))
     }
 
-    /// Contractors may look at issues but not act on them: a veto. For
-    /// everyone else `None` leaves the decision to Picket's role rule.
+    /// Contractors may look at issues but not act on them: a veto. They may
+    /// not configure plugins either, or they could switch this one off and
+    /// with it the veto. For everyone else `None` leaves the decision to
+    /// Picket's role rule.
     fn has_perm(&self, ctx: &PermContext) -> HookResult<Option<bool>> {
-        Ok((ctx.perm == Permission::AdminEvent && ctx.user.email.ends_with("@contractor.example")).then_some(false))
+        let vetoed = matches!(ctx.perm, Permission::AdminEvent | Permission::ConfigureProjectPlugin);
+        Ok((vetoed && ctx.user.email.ends_with("@contractor.example")).then_some(false))
     }
 
     fn post_process(&self, ctx: &PostProcessContext) -> HookResult<()> {
-        let Some(path) = ctx.options.str("journal") else { return Ok(()) };
+        let Some(path) = ctx.site_options.str("journal") else { return Ok(()) };
         if let Some(ms) = ctx.options.number("journal_delay_ms") {
             std::thread::sleep(std::time::Duration::from_millis(ms as u64));
         }

@@ -12,10 +12,22 @@ use harness::{last_line, run_python_sdk, Picket};
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
 
+fn configure_in(p: &Picket, project: &str, slug: &str, body: Value) -> Value {
+    let (status, v, _) = p.api_request("PUT", &format!("/api/0/projects/{project}/plugins/{slug}/"), Some(body));
+    assert_eq!(status, 200, "configuring {slug}: {v}");
+    v
+}
+
 fn configure(p: &Picket, slug: &str, body: Value) -> Value {
     let (status, v, _) = p.api_request("PUT", &format!("/api/0/projects/acme/web/plugins/{slug}/"), Some(body));
     assert_eq!(status, 200, "configuring {slug}: {v}");
     v
+}
+
+/// The journal path is a site option (superusers): a project admin cannot choose files.
+fn set_journal(p: &Picket, path: &std::path::Path) {
+    let (status, v, _) = p.api_request("PUT", "/api/0/plugins/acme/site-options/", Some(json!({"journal": path.display().to_string()})));
+    assert_eq!(status, 200, "{v}");
 }
 
 fn send_jobs(p: &Picket) -> HashMap<String, String> {
@@ -41,11 +53,8 @@ fn issue_ids(p: &Picket, query: &str) -> Vec<String> {
 fn every_extension_point_takes_effect() {
     let p = Picket::start("acme");
     let journal = p.dir.join("journal.jsonl");
-    let cfg = configure(
-        &p,
-        "acme",
-        json!({"options": {"team": "<b>payments</b>", "redact_extra": "password", "journal": journal.display().to_string()}}),
-    );
+    set_journal(&p, &journal);
+    let cfg = configure(&p, "acme", json!({"options": {"team": "<b>payments</b>", "redact_extra": "password"}}));
     assert_eq!(cfg["enabled"], true, "on by default: {cfg}");
     let ids = send_jobs(&p);
 
@@ -54,10 +63,13 @@ fn every_extension_point_takes_effect() {
     assert_eq!(job_issue, group_of(&p, &ids["job_key_error"]));
     assert_ne!(job_issue, group_of(&p, &ids["plain"]));
     let ev = p.event(&ids["job_value_error"]);
-    assert_eq!(ev["data"]["job"]["queue"], "emails", "normalized by the interface: {ev}");
+    // A plugin's interface is an entry of the event, like the built-in ones.
+    let job = ev["entries"].as_array().unwrap().iter().find(|e| e["type"] == "job").unwrap_or_else(|| panic!("a job entry: {ev}")).clone();
+    assert_eq!(job["data"]["queue"], "emails", "normalized by the interface: {ev}");
+    assert!(ev["data"].get("job").is_none());
     // A job the interface refuses is dropped with a note; the event is kept.
     let bad = p.event(&ids["bad_job"]);
-    assert!(bad["data"].get("job").is_none(), "{bad}");
+    assert!(bad["data"].get("job").is_none() && !bad["entries"].as_array().unwrap().iter().any(|e| e["type"] == "job"), "{bad}");
     assert!(bad["errors"].as_array().unwrap().iter().any(|e| e["name"] == "job" && e["reason"].as_str().unwrap().contains("job.queue")), "{bad}");
     // It renders itself, escaped, and is searchable.
     let rendered = p.api(&format!("/api/0/projects/acme/web/events/{}/rendered/", ids["billing"]));
@@ -142,6 +154,12 @@ fn every_extension_point_takes_effect() {
             assert_eq!(slots["actions"], json!([]));
         }
     }
+    // Even as an admin, the contractor cannot switch the plugin (and its veto) off.
+    p.cli_ok(&["org", "add-member", "acme", "--email", "temp@contractor.example", "--role", "admin"]);
+    let contractor = last_line(&p.cli_ok(&["token", "create", "--email", "temp@contractor.example"]));
+    let r = Client::new().put(format!("{}/api/0/projects/acme/web/plugins/acme/", p.base_url())).bearer_auth(&contractor).json(&json!({"enabled": false})).send().unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().unwrap().contains("vetoed configure_project_plugin"));
 
     // is_rate_limited: the project refuses new events with 429.
     configure(&p, "acme", json!({"options": {"paused": true}}));
@@ -166,15 +184,32 @@ fn options_are_validated_and_secrets_are_write_only() {
     let secret = v["config"].as_array().unwrap().iter().find(|f| f["key"] == "secret").unwrap().clone();
     assert_eq!(secret["isSet"], true);
     assert!(!v.to_string().contains("s3cret-value"), "{v}");
-    // Sending the form back with the secret left empty keeps it.
-    let v = configure(&p, "webhooks", json!({"options": {"secret": "", "when": "every_event"}}));
+    // Sending the form back with the secret left empty (or blank) keeps it; null removes it.
+    let v = configure(&p, "webhooks", json!({"options": {"secret": "  ", "when": "every_event"}}));
     assert_eq!(v["config"].as_array().unwrap().iter().find(|f| f["key"] == "secret").unwrap()["isSet"], true);
+    let v = configure(&p, "webhooks", json!({"options": {"secret": null}}));
+    assert_eq!(v["config"].as_array().unwrap().iter().find(|f| f["key"] == "secret").unwrap()["isSet"], false);
+    // A plugin is not enabled without its required options.
+    let (status, body, _) = p.api_request("PUT", "/api/0/projects/acme/web/plugins/slack/", Some(json!({"enabled": true, "options": {"when": "new"}})));
+    assert_eq!(status, 400);
+    assert!(body["detail"].as_str().unwrap().contains("needs Webhook URL before it can be enabled"), "{body}");
     // A member may not configure plugins.
     p.cli_ok(&["createuser", "--email", "m@example.com", "--password", "a long enough password"]);
     p.cli_ok(&["org", "add-member", "acme", "--email", "m@example.com", "--role", "member"]);
     let token = last_line(&p.cli_ok(&["token", "create", "--email", "m@example.com"]));
     let r = Client::new().put(format!("{}/api/0/projects/acme/web/plugins/acme/", p.base_url())).bearer_auth(&token).json(&json!({"enabled": false})).send().unwrap();
     assert_eq!(r.status(), 403);
+    // The plugin list shows a member only the projects they can see, and no error texts.
+    p.cli_ok(&["org", "create", "secretorg"]);
+    p.cli_ok(&["project", "create", "secretorg/hidden"]);
+    configure_in(&p, "secretorg/hidden", "slack", json!({"enabled": true, "options": {"webhook_url": "https://hooks.example/x"}}));
+    let list: Value = Client::new().get(format!("{}/api/0/plugins/", p.base_url())).bearer_auth(&token).send().unwrap().json().unwrap();
+    let slack = list.as_array().unwrap().iter().find(|x| x["slug"] == "slack").unwrap();
+    assert_eq!(slack["projects"], json!([]), "{slack}");
+    assert!(slack["health"].get("lastError").is_none(), "{slack}");
+    let admin_view = p.api("/api/0/plugins/");
+    let slack = admin_view.as_array().unwrap().iter().find(|x| x["slug"] == "slack").unwrap();
+    assert_eq!(slack["projects"], json!([{"project": "secretorg/hidden", "enabled": true}]));
     // Unknown plugin: a 404 that says where to look.
     let (status, body, _) = p.api_request("GET", "/api/0/projects/acme/web/plugins/nope/", None);
     assert_eq!(status, 404);
@@ -215,7 +250,8 @@ fn a_plugin_failing_in_every_hook_breaks_nothing() {
 fn post_processing_survives_a_crash() {
     let mut p = Picket::start("acme-crash");
     let journal = p.dir.join("journal.jsonl");
-    configure(&p, "acme", json!({"options": {"journal": journal.display().to_string(), "journal_delay_ms": 1500}}));
+    set_journal(&p, &journal);
+    configure(&p, "acme", json!({"options": {"journal_delay_ms": 1500}}));
     let send = |p: &Picket, msg: &str| {
         let r = Client::new().post(format!("{}/api/{}/store/?sentry_key={}", p.base_url(), p.project_id, p.public_key)).json(&json!({"message": msg})).send().unwrap();
         assert_eq!(r.status(), 200);
