@@ -4,8 +4,6 @@
 //! its part, proposes a grouping component (highest score first), renders
 //! itself as HTML and text, and offers search terms.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-
 use picket_plugin_api::html::escape;
 use picket_plugin_api::{register_interface, GroupingContext, Html, Interface, NormalizeContext};
 use serde_json::{json, Map, Value};
@@ -27,14 +25,8 @@ fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
 }
 
 /// Runs an interface method, turning a panic (from a plugin's interface) into `None`.
-pub(crate) fn guarded<T>(key: &str, what: &str, f: impl FnOnce() -> T) -> Option<T> {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(v) => Some(v),
-        Err(_) => {
-            tracing::error!(interface = key, hook = what, "interface panicked; its part of the event is skipped");
-            None
-        }
-    }
+fn guarded<T>(key: &str, method: &str, f: impl FnOnce() -> T) -> Option<T> {
+    crate::plugins::guarded("interface", key, method, f)
 }
 
 // ---------------------------------------------------------------- message

@@ -306,7 +306,7 @@ pub fn normalize_with(raw: Value, ctx: &Context, registry: &Registry, hooks: &dy
     };
     data.insert("type".into(), json!(event_type.as_str()));
 
-    let tags = collect_tags(&mut data, level);
+    let mut tags = collect_tags(&mut data, level);
     let (title, culprit) = title::title_and_culprit(&data, &platform, event_type);
     if !data.contains_key("culprit") && !culprit.is_empty() {
         data.insert("culprit".into(), json!(culprit));
@@ -318,7 +318,6 @@ pub fn normalize_with(raw: Value, ctx: &Context, registry: &Registry, hooks: &dy
     let extra = hooks.extra_tags(&event);
     let views = views_for(registry, &event);
     data = event.data;
-    let mut tags = tags;
     if !extra.is_empty() {
         for (k, v) in extra {
             push_tag(&mut tags, k, v);
@@ -361,7 +360,7 @@ fn views_for(registry: &Registry, event: &Event) -> Vec<&'static str> {
     registry
         .views()
         .iter()
-        .filter(|v| crate::interfaces::guarded(v.slug(), "should_store", || v.should_store(event)).unwrap_or(false))
+        .filter(|v| crate::plugins::guarded("view", v.slug(), "should_store", || v.should_store(event)).unwrap_or(false))
         .map(|v| v.slug())
         .collect()
 }
@@ -557,12 +556,11 @@ fn push_tag(tags: &mut Vec<(String, String)>, k: String, v: String) {
 /// Tags from the payload (map or pairs) plus the derived ones, as Sentry shows them.
 fn collect_tags(data: &mut Map<String, Value>, level: Level) -> Vec<(String, String)> {
     let mut tags: Vec<(String, String)> = Vec::new();
-    let push = push_tag;
     match data.remove("tags") {
         Some(Value::Object(m)) => {
             for (k, v) in m {
                 if !v.is_null() {
-                    push(&mut tags, k, value_to_string(&v));
+                    push_tag(&mut tags, k, value_to_string(&v));
                 }
             }
         }
@@ -571,7 +569,7 @@ fn collect_tags(data: &mut Map<String, Value>, level: Level) -> Vec<(String, Str
                 if let Value::Array(p) = pair {
                     if let (Some(k), Some(v)) = (p.first(), p.get(1)) {
                         if !v.is_null() {
-                            push(&mut tags, value_to_string(k), value_to_string(v));
+                            push_tag(&mut tags, value_to_string(k), value_to_string(v));
                         }
                     }
                 }
@@ -579,10 +577,10 @@ fn collect_tags(data: &mut Map<String, Value>, level: Level) -> Vec<(String, Str
         }
         _ => {}
     }
-    push(&mut tags, "level".into(), level.as_str().into());
+    push_tag(&mut tags, "level".into(), level.as_str().into());
     for (key, tag) in [("environment", "environment"), ("release", "release"), ("dist", "dist"), ("logger", "logger"), ("transaction", "transaction")] {
         if let Some(v) = data.get(key).and_then(Value::as_str) {
-            push(&mut tags, tag.into(), v.to_string());
+            push_tag(&mut tags, tag.into(), v.to_string());
         }
     }
     if let Some(user) = data.get("user").and_then(Value::as_object) {
@@ -590,7 +588,7 @@ fn collect_tags(data: &mut Map<String, Value>, level: Level) -> Vec<(String, Str
             .iter()
             .find_map(|(field, prefix)| user.get(*field).and_then(Value::as_str).filter(|s| !s.is_empty()).map(|v| format!("{prefix}:{v}")));
         if let Some(ident) = ident {
-            push(&mut tags, "user".into(), ident);
+            push_tag(&mut tags, "user".into(), ident);
         }
     }
     // server_name, site and url come from the built-in tag plugins (servers, sites, urls).
@@ -604,17 +602,17 @@ fn collect_tags(data: &mut Map<String, Value>, level: Level) -> Vec<(String, Str
                         Some(ver) => format!("{name} {ver}"),
                         None => name.to_string(),
                     };
-                    push(&mut tags, tag.into(), v);
+                    push_tag(&mut tags, tag.into(), v);
                 }
             }
         }
     }
     if let Some(m) = data.get("exception").and_then(|e| e.get("values")).and_then(Value::as_array).and_then(|v| v.last()).and_then(|e| e.get("mechanism")) {
         if let Some(handled) = m.get("handled").and_then(Value::as_bool) {
-            push(&mut tags, "handled".into(), if handled { "yes" } else { "no" }.into());
+            push_tag(&mut tags, "handled".into(), if handled { "yes" } else { "no" }.into());
         }
         if let Some(t) = m.get("type").and_then(Value::as_str) {
-            push(&mut tags, "mechanism".into(), t.into());
+            push_tag(&mut tags, "mechanism".into(), t.into());
         }
     }
     data.insert("tags".into(), Value::Array(tags.iter().map(|(k, v)| json!([k, v])).collect()));

@@ -20,9 +20,8 @@ pub struct ProjectPlugins {
     pub project: ProjectRef,
     /// Enabled plugins in title order, each with its project options (defaults filled in).
     pub enabled: Vec<(&'static RegisteredPlugin, OptionValues)>,
-    /// Each enabled plugin's site-wide options, by slug.
-    pub site: BTreeMap<String, OptionValues>,
-    /// Each enabled plugin's project context, built once (hooks run per event).
+    /// Each enabled plugin's project context (with its site options), built
+    /// once: hooks run per event.
     contexts: Vec<ProjectContext>,
 }
 
@@ -45,27 +44,26 @@ impl ProjectPlugins {
                 (p, OptionValues::with_defaults(&specs, options.get(p.slug()).cloned().unwrap_or_default()))
             })
             .collect();
-        let site: BTreeMap<String, OptionValues> = enabled
-            .iter()
-            .map(|(p, _)| {
-                let specs = p.call("site_options", |pl| Ok(pl.site_options())).unwrap_or_default();
-                (p.slug().to_string(), OptionValues::with_defaults(&specs, site.get(p.slug()).cloned().unwrap_or_default()))
-            })
-            .collect();
         let contexts = enabled
             .iter()
             .map(|(p, options)| {
+                let specs = p.call("site_options", |pl| Ok(pl.site_options())).unwrap_or_default();
                 let mut ctx = ProjectContext::new(project.clone(), options.clone());
-                ctx.site_options = site.get(p.slug()).cloned().unwrap_or_default();
+                ctx.site_options = OptionValues::with_defaults(&specs, site.get(p.slug()).cloned().unwrap_or_default());
                 ctx
             })
             .collect();
-        ProjectPlugins { project, enabled, site, contexts }
+        ProjectPlugins { project, enabled, contexts }
     }
 
     /// The context of a project hook for one enabled plugin.
     pub fn context(&self, slug: &str) -> Option<&ProjectContext> {
         self.enabled.iter().position(|(p, _)| p.slug() == slug).map(|i| &self.contexts[i])
+    }
+
+    /// The site-wide options of an enabled plugin (empty for one that is not enabled).
+    pub fn site_options(&self, slug: &str) -> OptionValues {
+        self.context(slug).map(|c| c.site_options.clone()).unwrap_or_default()
     }
 
     /// The options of an enabled plugin.
@@ -98,6 +96,19 @@ impl EventHooks for ProjectPlugins {
     }
 }
 
+/// Runs a method of an extension that is not a plugin (an interface, a
+/// filter, a view) so that a panic in it costs only its answer: logged with
+/// what it was, and `None`. Plugins' hooks go through `RegisteredPlugin::call`.
+pub fn guarded<T>(kind: &str, name: &str, method: &str, f: impl FnOnce() -> T) -> Option<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(v) => Some(v),
+        Err(_) => {
+            tracing::error!(kind, name, method, "extension panicked; its answer is skipped");
+            None
+        }
+    }
+}
+
 /// Permissions a plugin may grant where Picket's own rule would not
 /// (the classic "creation" checks); every other permission can only be vetoed.
 fn grantable(perm: Permission) -> bool {
@@ -125,15 +136,11 @@ fn decide<'a>(plugins: impl Iterator<Item = (&'a RegisteredPlugin, Option<&'a Op
         return true;
     }
     let mut granted = false;
+    // One copy of the question; only the asked plugin's options change.
+    let mut asked = ctx.clone();
     for (p, options) in plugins {
-        let answer = match options {
-            Some(o) => {
-                let mut c = ctx.clone();
-                c.options = o.clone();
-                p.call("has_perm", |pl| pl.has_perm(&c)).flatten()
-            }
-            None => p.call("has_perm", |pl| pl.has_perm(ctx)).flatten(),
-        };
+        asked.options = options.cloned().unwrap_or_default();
+        let answer = p.call("has_perm", |pl| pl.has_perm(&asked)).flatten();
         match answer {
             Some(false) => {
                 tracing::info!(plugin = p.slug(), perm = ctx.perm.as_str(), user = ctx.user.email, "permission vetoed by plugin");

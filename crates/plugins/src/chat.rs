@@ -29,22 +29,23 @@ fn validate(options: &picket_plugin_api::OptionValues) -> Result<(), String> {
     }
 }
 
-fn send(ctx: &PostProcessContext, body: serde_json::Value) -> HookResult<()> {
-    if !wanted(ctx) {
-        return Ok(());
-    }
-    let url = ctx.options.str("webhook_url").ok_or_else(|| PluginError::permanent("no webhook URL configured"))?;
-    http::post_json(url, &serde_json::to_vec(&body).map_err(PluginError::permanent)?, &[], http::allows_private(&ctx.site_options)).map(|_| ())
+/// What differs between chat services: their name and the shape of a message.
+pub trait ChatService: Default + Send + Sync + 'static {
+    /// Title (and so the slug) of the plugin.
+    const TITLE: &'static str;
+    /// Its description.
+    const DESCRIPTION: &'static str;
+    /// The webhook's JSON body for an event.
+    fn body(ctx: &PostProcessContext) -> serde_json::Value;
 }
 
-/// Slack incoming webhooks.
+/// An incoming-webhook chat plugin for a [`ChatService`].
 #[derive(Default)]
-pub struct SlackPlugin;
-register_plugin!(SlackPlugin);
+pub struct ChatPlugin<S>(S);
 
-impl Plugin for SlackPlugin {
+impl<S: ChatService> Plugin for ChatPlugin<S> {
     fn meta(&self) -> PluginMeta {
-        PluginMeta::new("Slack").description("Posts new issues and regressions to a Slack channel through an incoming webhook.").version(env!("CARGO_PKG_VERSION")).author("Picket", None).plugin_type("notification")
+        PluginMeta::new(S::TITLE).description(S::DESCRIPTION).version(env!("CARGO_PKG_VERSION")).author("Picket", None).plugin_type("notification")
     }
     fn project_options(&self) -> Vec<OptionSpec> {
         options()
@@ -56,32 +57,40 @@ impl Plugin for SlackPlugin {
         validate(options)
     }
     fn post_process(&self, ctx: &PostProcessContext) -> HookResult<()> {
+        if !wanted(ctx) {
+            return Ok(());
+        }
+        let url = ctx.options.str("webhook_url").ok_or_else(|| PluginError::permanent("no webhook URL configured"))?;
+        let body = serde_json::to_vec(&S::body(ctx)).map_err(PluginError::permanent)?;
+        http::post_json(url, &body, &[], http::allows_private(&ctx.site_options)).map(|_| ())
+    }
+}
+
+/// Slack incoming webhooks.
+#[derive(Default)]
+pub struct Slack;
+register_plugin!(ChatPlugin<Slack>);
+
+impl ChatService for Slack {
+    const TITLE: &'static str = "Slack";
+    const DESCRIPTION: &'static str = "Posts new issues and regressions to a Slack channel through an incoming webhook.";
+    fn body(ctx: &PostProcessContext) -> serde_json::Value {
         // Slack's mrkdwn: <url|text>; &, < and > must be escaped in text.
         let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
-        send(ctx, json!({"text": format!("<{}|{}>", ctx.issue.url, esc(&headline(ctx)))}))
+        json!({"text": format!("<{}|{}>", ctx.issue.url, esc(&headline(ctx)))})
     }
 }
 
 /// Discord webhooks.
 #[derive(Default)]
-pub struct DiscordPlugin;
-register_plugin!(DiscordPlugin);
+pub struct Discord;
+register_plugin!(ChatPlugin<Discord>);
 
-impl Plugin for DiscordPlugin {
-    fn meta(&self) -> PluginMeta {
-        PluginMeta::new("Discord").description("Posts new issues and regressions to a Discord channel through a webhook.").version(env!("CARGO_PKG_VERSION")).author("Picket", None).plugin_type("notification")
-    }
-    fn project_options(&self) -> Vec<OptionSpec> {
-        options()
-    }
-    fn site_options(&self) -> Vec<OptionSpec> {
-        vec![http::allow_private_option()]
-    }
-    fn validate_project_options(&self, options: &picket_plugin_api::OptionValues) -> Result<(), String> {
-        validate(options)
-    }
-    fn post_process(&self, ctx: &PostProcessContext) -> HookResult<()> {
+impl ChatService for Discord {
+    const TITLE: &'static str = "Discord";
+    const DESCRIPTION: &'static str = "Posts new issues and regressions to a Discord channel through a webhook.";
+    fn body(ctx: &PostProcessContext) -> serde_json::Value {
         // No mentions from event data: `allowed_mentions` empty.
-        send(ctx, json!({"content": format!("{}\n{}", headline(ctx), ctx.issue.url), "allowed_mentions": {"parse": []}}))
+        json!({"content": format!("{}\n{}", headline(ctx), ctx.issue.url), "allowed_mentions": {"parse": []}})
     }
 }

@@ -17,6 +17,17 @@ pub mod tags;
 pub mod tracker;
 pub mod webhooks;
 
+/// Checks every item of a list option as `kind`; the error names the field and the bad items.
+pub(crate) fn check_items(options: &picket_plugin_api::OptionValues, key: &str, kind: picket_plugin_api::OptionKind, what: &str) -> Result<(), String> {
+    let spec = picket_plugin_api::OptionSpec::new(key, key, kind);
+    let bad: Vec<String> = options.list(key).into_iter().filter(|item| spec.validate(&serde_json::json!(item)).is_err()).collect();
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{key}: not {what}: {}", bad.join(", ")))
+    }
+}
+
 /// Call once from `main` so the linker keeps this crate (and its registrations).
 #[inline(never)]
 pub fn link() {

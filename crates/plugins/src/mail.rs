@@ -73,12 +73,7 @@ impl Plugin for MailPlugin {
         vec![OptionSpec::new("alerts", "E-mail me about this project", OptionKind::Bool).default_value(true)]
     }
     fn validate_project_options(&self, options: &picket_plugin_api::OptionValues) -> Result<(), String> {
-        let bad: Vec<String> = options.list("send_to").into_iter().filter(|a| OptionSpec::new("a", "Address", OptionKind::Email).validate(&serde_json::json!(a)).is_err()).collect();
-        if bad.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("send_to: not e-mail addresses: {}", bad.join(", ")))
-        }
+        crate::check_items(options, "send_to", OptionKind::Email, "e-mail addresses")
     }
     fn post_process(&self, ctx: &PostProcessContext) -> HookResult<()> {
         let o = &ctx.options;

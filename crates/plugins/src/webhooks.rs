@@ -85,12 +85,7 @@ impl Plugin for WebhooksPlugin {
         vec![http::allow_private_option()]
     }
     fn validate_project_options(&self, options: &picket_plugin_api::OptionValues) -> Result<(), String> {
-        let bad: Vec<String> = options.list("urls").into_iter().filter(|u| OptionSpec::new("url", "URL", OptionKind::Url).validate(&json!(u)).is_err()).collect();
-        if bad.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("urls: not http:// or https:// URLs: {}", bad.join(", ")))
-        }
+        crate::check_items(options, "urls", OptionKind::Url, "http:// or https:// URLs")
     }
     fn post_process(&self, ctx: &PostProcessContext) -> HookResult<()> {
         if !wanted(ctx) {

@@ -232,40 +232,25 @@ async fn put_config(
         Some(Value::Object(form)) => picket_plugin_api::options::validate_form(&specs, form).map_err(form_errors)?,
         Some(_) => return Err(ApiError::bad_request("'options' must be an object of option values")),
     };
+    // The form as it would be stored: what is stored, with the changes.
+    let (pid, s) = (p.id, slug.clone());
+    let (stored_state, mut merged) = state.store.read_async(move |c| Ok((stored::project_state(c, pid)?, stored::options(c, Scope::Project(pid), &s)?))).await?;
+    for (k, v) in &updates {
+        match v {
+            Some(v) => merged.insert(k.clone(), v.clone()),
+            None => merged.remove(k),
+        };
+    }
+    let values = picket_plugin_api::OptionValues::with_defaults(&specs, merged);
     // A plugin is not switched on without its required options.
-    let will_be_enabled = match enabled {
-        Some(e) => e,
-        None => {
-            let (pid, s) = (p.id, slug.clone());
-            let st = state.store.read_async(move |c| stored::project_state(c, pid)).await?;
-            plugin.is_enabled(st.choices.get(&s).copied())
-        }
-    };
-    if will_be_enabled && specs.iter().any(|s| s.required) {
-        let (pid, s) = (p.id, slug.clone());
-        let mut merged = state.store.read_async(move |c| stored::options(c, Scope::Project(pid), &s)).await?;
-        for (k, v) in &updates {
-            match v {
-                Some(v) => merged.insert(k.clone(), v.clone()),
-                None => merged.remove(k),
-            };
-        }
-        let missing: Vec<&str> = specs.iter().filter(|s| s.required && !merged.contains_key(&s.key) && s.default.is_none()).map(|s| s.label.as_str()).collect();
+    if enabled.unwrap_or_else(|| plugin.is_enabled(stored_state.choices.get(&slug).copied())) {
+        let missing: Vec<&str> = specs.iter().filter(|s| s.required && values.get(&s.key).is_none()).map(|s| s.label.as_str()).collect();
         if !missing.is_empty() {
             return Err(ApiError::bad_request(format!("plugin '{slug}' needs {} before it can be enabled; send them in \"options\"", missing.join(", "))));
         }
     }
+    // The plugin checks the whole form.
     if !updates.is_empty() {
-        // The plugin checks the whole form as it would be stored.
-        let (pid, s) = (p.id, slug.clone());
-        let mut merged = state.store.read_async(move |c| stored::options(c, Scope::Project(pid), &s)).await?;
-        for (k, v) in &updates {
-            match v {
-                Some(v) => merged.insert(k.clone(), v.clone()),
-                None => merged.remove(k),
-            };
-        }
-        let values = picket_plugin_api::OptionValues::with_defaults(&specs, merged);
         match plugin.call("validate_project_options", |x| Ok(x.validate_project_options(&values))) {
             Some(Ok(())) => {}
             Some(Err(e)) => return Err(ApiError::bad_request(format!("invalid options: {e}"))),
@@ -397,14 +382,8 @@ fn project_filters(state: &AppState, conn: &rusqlite::Connection, project: &Proj
 /// Query parameters of the issue list that no filter may take.
 const RESERVED_PARAMS: &[&str] = &["view", "query", "sort", "cursor", "limit", "expand"];
 
-fn guarded<T>(what: &str, f: impl FnOnce() -> T) -> Option<T> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        Ok(v) => Some(v),
-        Err(_) => {
-            tracing::error!(filter = what, "filter panicked; it is skipped");
-            None
-        }
-    }
+fn guarded<T>(param: &str, f: impl FnOnce() -> T) -> Option<T> {
+    picket_core::plugins::guarded("filter", param, "filter", f)
 }
 
 /// Adds the conditions of the filters set in the query string (`?level=error&server_name=web1`)
@@ -554,7 +533,7 @@ pub(crate) async fn stream_tags(state: &AppState, project: &Project, user: &User
                 for r in &refs {
                     let url = format!("/api/0/issues/{}/plugins/{}/", r.id, p.slug());
                     let mut ctx = IssueContext::new(plugins.project.clone(), r.clone(), uref.clone(), options.clone(), url);
-                    ctx.site_options = plugins.site.get(p.slug()).cloned().unwrap_or_default();
+                    ctx.site_options = plugins.site_options(p.slug());
                     ctx.meta = meta.remove(&r.id).unwrap_or_default();
                     for t in p.call("tags", |pl| pl.tags(&ctx)).unwrap_or_default() {
                         out.entry(r.id).or_default().push(json!({"plugin": p.slug(), "html": t.as_str()}));
@@ -574,7 +553,7 @@ fn issue_context(state: &AppState, conn: &rusqlite::Connection, p: &RegisteredPl
     let options = plugins.options(p.slug()).cloned().unwrap_or_default();
     let mut ctx = IssueContext::new(project_ref(project), issue_ref(&state.settings.url_prefix, issue, project), user.clone(), options, url);
     ctx.meta = stored::issue_meta(conn, issue.id, p.slug())?;
-    ctx.site_options = plugins.site.get(p.slug()).cloned().unwrap_or_default();
+    ctx.site_options = plugins.site_options(p.slug());
     ctx.event = latest.cloned();
     Ok(ctx)
 }

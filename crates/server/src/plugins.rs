@@ -320,7 +320,7 @@ fn run_job(state: &AppState, input: JobInput) -> (PostProcessJob, Vec<(String, u
             }
         };
         ctx.options = options.clone();
-        ctx.site_options = plugins.site.get(p.slug()).cloned().unwrap_or_default();
+        ctx.site_options = plugins.site_options(p.slug());
         if let Err(e) = p.try_call("post_process", |pl| pl.post_process(&ctx)) {
             if e.retryable() && attempt < MAX_ATTEMPTS {
                 // 2 s, 8 s, 32 s, 128 s.

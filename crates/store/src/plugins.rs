@@ -5,10 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 use serde_json::Value;
 
-use crate::{now, Result, StoreError};
+use crate::{now, Result};
 
 /// Where an option applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -275,11 +275,6 @@ pub fn due_post_process(conn: &Connection, limit: usize) -> Result<Vec<PostProce
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Jobs waiting (due or not).
-pub fn post_process_len(conn: &Connection) -> Result<i64> {
-    Ok(conn.query_row("SELECT COUNT(*) FROM post_process", [], |r| r.get(0))?)
-}
-
 /// The outcome of running a job: it is removed, and failed plugins get a retry row each.
 pub fn finish_post_process(conn: &Connection, job: &PostProcessJob, retries: &[(String, u32, f64, String)]) -> Result<()> {
     conn.prepare_cached("DELETE FROM post_process WHERE id = ?")?.execute([job.id])?;
@@ -320,13 +315,6 @@ pub fn issues_by_id(conn: &Connection, ids: &[i64]) -> Result<BTreeMap<i64, crat
         }
     }
     Ok(out)
-}
-
-/// The project of an issue and its org, for plugin contexts.
-pub fn issue_project(conn: &Connection, issue_id: i64) -> Result<i64> {
-    conn.query_row("SELECT project_id FROM issues WHERE id = ?", [issue_id], |r| r.get(0))
-        .optional()?
-        .ok_or_else(|| StoreError::NotFound(format!("issue {issue_id}")))
 }
 
 /// Members of an organization with their user ids, emails and roles.
