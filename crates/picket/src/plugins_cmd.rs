@@ -13,9 +13,13 @@ pub enum PluginsCommand {
     /// List plugins: slug, title, version, author, type, source, where enabled, failures.
     List,
     /// Show a plugin's site-wide options.
-    Show { slug: String },
+    Show {
+        /// The plugin's slug, as `picket plugins list` shows it.
+        slug: String,
+    },
     /// Set site-wide options: `picket plugins set mail smtp_host=mail.local smtp_port=25`.
     Set {
+        /// The plugin's slug, as `picket plugins list` shows it.
         slug: String,
         /// `key=value` pairs; an empty value removes the option.
         #[arg(required = true)]
