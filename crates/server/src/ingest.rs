@@ -97,6 +97,12 @@ fn decode_body(headers: &HeaderMap, body: &[u8], limit: usize) -> Result<Vec<u8>
     })
 }
 
+/// Whether the body's only coding is gzip (then it is a gzip stream of
+/// exactly the decoded body).
+fn is_plain_gzip(headers: &HeaderMap) -> bool {
+    headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"))
+}
+
 /// Collects the auth from every place it may be; different keys are refused.
 fn client_auth(info: &RequestInfo, envelope_dsn: Option<&str>) -> Result<ClientAuth, ApiError> {
     let mut found = Vec::new();
@@ -233,9 +239,12 @@ async fn enqueue(state: &AppState, items: Vec<QueuedEnvelope>) -> Result<(), Api
     if n == 0 {
         return Ok(());
     }
-    let prepared: Vec<_> = items.iter().map(QueuedEnvelope::prepare).collect();
-    drop(items);
-    state.store.write(move |c| picket_store::queue::enqueue(c, &prepared)).await?;
+    let mut items = items;
+    let prepared: Vec<_> = items.iter_mut().map(QueuedEnvelope::prepare).collect();
+    let ids = state.store.write(move |c| picket_store::queue::enqueue(c, &prepared)).await?;
+    for (id, item) in ids.into_iter().zip(items) {
+        state.fresh.put(id, item.body);
+    }
     state.queue_len.fetch_add(n, Ordering::Relaxed);
     state.queued.notify_one();
     Ok(())
@@ -308,7 +317,8 @@ async fn envelope(State(state): State<AppState>, Path(project_id): Path<String>,
     let (info, body) = request_info(req, state.settings.trust_forwarded_for);
     let raw = read_body(body, MAX_ENVELOPE_COMPRESSED).await?;
     let body = decode_body(&info.headers, &raw, MAX_ENVELOPE_SIZE)?;
-    drop(raw);
+    // What the SDKs send is the body gzipped: queue that as it is.
+    let gzipped = is_plain_gzip(&info.headers).then_some(raw);
     let env = Envelope::parse(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let auth = client_auth(&info, env.dsn())?;
     let key = authenticate(&state, &auth, Some(project_id)).await?;
@@ -320,7 +330,7 @@ async fn envelope(State(state): State<AppState>, Path(project_id): Path<String>,
     let empty = env.items.is_empty();
     drop(env);
     if !empty {
-        enqueue(&state, vec![QueuedEnvelope { project_id, received: picket_store::now(), meta: meta(&info, &auth), body }]).await?;
+        enqueue(&state, vec![QueuedEnvelope { project_id, received: picket_store::now(), meta: meta(&info, &auth), body, gzipped }]).await?;
     }
     Ok(id_response(event_id))
 }
@@ -399,7 +409,7 @@ async fn store_inner(state: AppState, project_id: Option<i64>, req: Request) -> 
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     let item_type = if obj.get("type").and_then(Value::as_str) == Some("transaction") { "transaction" } else { "event" };
     let body = event_envelope(&event_id, item_type, &json_bytes);
-    enqueue(&state, vec![QueuedEnvelope { project_id, received: picket_store::now(), meta: meta(&info, &auth), body }]).await?;
+    enqueue(&state, vec![QueuedEnvelope { project_id, received: picket_store::now(), meta: meta(&info, &auth), body, gzipped: None }]).await?;
     if method == Method::GET {
         return Ok(([(header::CONTENT_TYPE, "image/gif")], PIXEL_GIF).into_response());
     }
@@ -428,7 +438,7 @@ async fn security_report(State(state): State<AppState>, Path(project_id): Path<S
             }
             let id = uuid::Uuid::new_v4().simple().to_string();
             let payload = serde_json::to_vec(ev).unwrap_or_default();
-            QueuedEnvelope { project_id, received, meta: meta(&info, &auth), body: event_envelope(&id, "event", &payload) }
+            QueuedEnvelope { project_id, received, meta: meta(&info, &auth), body: event_envelope(&id, "event", &payload), gzipped: None }
         })
         .collect();
     enqueue(&state, items).await?;

@@ -53,6 +53,9 @@ pub struct AppState {
     pub queue_len: Arc<AtomicI64>,
     /// Wakes the digest worker when something was queued.
     pub queued: Arc<tokio::sync::Notify>,
+    /// Decoded bodies of freshly queued envelopes, so the digest need not
+    /// decompress what ingest has just decompressed.
+    pub fresh: Arc<worker::FreshBodies>,
     /// The extension system: registry and per-project plugin state.
     pub plugins: Arc<plugins::PluginHost>,
     /// Events handed from the digest to post-processing.
@@ -73,6 +76,7 @@ impl AppState {
             settings: Arc::new(settings),
             queue_len: Arc::new(AtomicI64::new(waiting)),
             queued: Arc::new(tokio::sync::Notify::new()),
+            fresh: Arc::new(worker::FreshBodies::default()),
             limiter: Arc::new(ratelimit::Limiter::default()),
             keys: Arc::new(ingest::KeyCache::default()),
         })
@@ -99,7 +103,8 @@ pub fn app(state: AppState) -> Router {
 async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
     use axum::http::header;
     use axum::response::IntoResponse;
-    let path = req.uri().path().to_string();
+    let uri = req.uri().clone();
+    let path = uri.path();
     let resp = next.run(req).await;
     let status = resp.status();
     let is_json = resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|t| t.starts_with("application/json"));

@@ -19,6 +19,48 @@ use picket_store::queue;
 
 use crate::AppState;
 
+/// Decoded bodies of envelopes ingest has just queued, by queue row id, up
+/// to a memory bound. The queue row stays the durable copy: a body not found
+/// here (evicted, or queued before a restart) is decoded from the row.
+pub struct FreshBodies {
+    inner: std::sync::Mutex<(std::collections::BTreeMap<i64, Vec<u8>>, usize)>,
+    max_bytes: usize,
+}
+
+impl Default for FreshBodies {
+    fn default() -> Self {
+        FreshBodies { inner: Default::default(), max_bytes: 16 * 1024 * 1024 }
+    }
+}
+
+impl FreshBodies {
+    /// Keeps a body unless the bound is reached (then the row is read instead).
+    pub fn put(&self, id: i64, body: Vec<u8>) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if inner.1 + body.len() <= self.max_bytes {
+            inner.1 += body.len();
+            inner.0.insert(id, body);
+        }
+    }
+
+    /// Takes the body of row `id`, and forgets older ones: the digest reads
+    /// rows in order, so a body older than the one asked for was read from
+    /// its row already (it was put after the digest passed it).
+    fn take(&self, id: i64) -> Option<Vec<u8>> {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let (map, bytes) = &mut *inner;
+        while let Some(entry) = map.first_entry() {
+            if *entry.key() >= id {
+                break;
+            }
+            *bytes -= entry.remove().len();
+        }
+        let body = map.remove(&id)?;
+        *bytes -= body.len();
+        Some(body)
+    }
+}
+
 /// A processed batch on its way to the writer.
 struct Batch {
     items: Vec<PreparedBatchItem>,
@@ -101,26 +143,24 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
 }
 
 /// Gives the stored events to post-processing, so it need not read them back.
+/// `outcomes` follow the batch's events in order, duplicates left out.
 fn hand_off(state: &AppState, outcomes: &[picket_store::digest::EventOutcome], items: Vec<PreparedBatchItem>) {
-    let mut events: std::collections::HashMap<(i64, String), picket_core::NormalizedEvent> = std::collections::HashMap::new();
+    let mut outcomes = outcomes.iter().peekable();
     for (project_id, evs) in items.into_iter().map(PreparedBatchItem::into_events) {
         for ev in evs {
-            events.entry((project_id, ev.event_id.clone())).or_insert(ev);
+            let Some(o) = outcomes.next_if(|o| o.project_id == project_id && o.event_id == ev.event_id) else { continue };
+            let job = picket_store::plugins::PostProcessJob {
+                id: o.post_process_job,
+                project_id: o.project_id,
+                issue_id: o.issue_id,
+                event_id: o.event_id.clone(),
+                is_new: o.is_new,
+                is_regression: o.is_regression,
+                plugin: None,
+                attempts: 0,
+            };
+            state.handoff.send(crate::plugins::Handoff { job, event: picket_plugin_api::Event::from_data_with_tags(o.project_id, ev.tags, ev.data) });
         }
-    }
-    for o in outcomes {
-        let Some(ev) = events.remove(&(o.project_id, o.event_id.clone())) else { continue };
-        let job = picket_store::plugins::PostProcessJob {
-            id: o.post_process_job,
-            project_id: o.project_id,
-            issue_id: o.issue_id,
-            event_id: o.event_id.clone(),
-            is_new: o.is_new,
-            is_regression: o.is_regression,
-            plugin: None,
-            attempts: 0,
-        };
-        state.handoff.send(crate::plugins::Handoff { job, event: picket_plugin_api::Event::from_data_with_tags(o.project_id, ev.tags, ev.data) });
     }
 }
 
@@ -137,7 +177,7 @@ async fn read_and_process(state: &AppState, after: i64) -> picket_store::Result<
     let (rows, hooks) = state
         .store
         .read_async(move |c| {
-            let rows = queue::fetch(c, after, limit)?;
+            let rows = queue::fetch(c, after, limit, &mut |id| st.fresh.take(id))?;
             // Each project's enabled plugins, once per batch (a deleted project has none).
             let mut hooks = std::collections::HashMap::new();
             for r in &rows {

@@ -117,7 +117,10 @@ pub fn apply(conn: &Connection, batch: &[PreparedBatchItem]) -> Result<Vec<Event
         )?
         .execute(params![project_id, item_type, outcome, n])?;
     }
-    crate::queue::delete(conn, &batch.iter().map(|i| i.env.queue_id).collect::<Vec<_>>())?;
+    let ids = batch.iter().map(|i| i.env.queue_id);
+    if let (Some(first), Some(last)) = (ids.clone().min(), ids.max()) {
+        crate::queue::delete_range(conn, first, last)?;
+    }
     Ok(outcomes)
 }
 
@@ -129,13 +132,23 @@ fn store_event(conn: &Connection, project_id: i64, ev: &NormalizedEvent, blob: &
     if exists {
         return Ok(None);
     }
-    // Find the issue owning any of the event's hashes.
+    // Find the issue owning any of the event's hashes (most are known from
+    // earlier events of the batch).
     let mut issue_id: Option<i64> = None;
     for h in &ev.grouping.hashes {
-        issue_id = conn
-            .prepare_cached("SELECT issue_id FROM group_hashes WHERE project_id = ? AND hash = ?")?
-            .query_row(params![project_id, h], |r| r.get(0))
-            .optional()?;
+        issue_id = match agg.hashes.get(&project_id).and_then(|m| m.get(h)) {
+            Some(id) => Some(*id),
+            None => {
+                let found = conn
+                    .prepare_cached("SELECT issue_id FROM group_hashes WHERE project_id = ? AND hash = ?")?
+                    .query_row(params![project_id, h], |r| r.get(0))
+                    .optional()?;
+                if let Some(id) = found {
+                    agg.hashes.entry(project_id).or_default().insert(h.clone(), id);
+                }
+                found
+            }
+        };
         if issue_id.is_some() {
             break;
         }
@@ -171,8 +184,17 @@ fn store_event(conn: &Connection, project_id: i64, ev: &NormalizedEvent, blob: &
         }
     };
     for h in &ev.grouping.hashes {
-        conn.prepare_cached("INSERT OR IGNORE INTO group_hashes (project_id, hash, algorithm, issue_id) VALUES (?, ?, ?, ?)")?
+        if agg.hashes.get(&project_id).is_some_and(|m| m.contains_key(h)) {
+            continue;
+        }
+        let added = conn
+            .prepare_cached("INSERT OR IGNORE INTO group_hashes (project_id, hash, algorithm, issue_id) VALUES (?, ?, ?, ?)")?
             .execute(params![project_id, h, ev.grouping.algorithm, issue_id])?;
+        // A hash another issue owns already stays that issue's: not cached,
+        // so the next event carrying it asks the table again.
+        if added == 1 {
+            agg.hashes.entry(project_id).or_default().insert(h.clone(), issue_id);
+        }
     }
     conn.prepare_cached(
         "INSERT INTO events (project_id, event_id, issue_id, timestamp, received, level, title, environment, release, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -221,6 +243,9 @@ struct Aggregates {
     hourly: HashMap<(i64, i64), i64>,
     /// Issues known to be unresolved (or ignored) in this batch: no regression check needed.
     unresolved: std::collections::HashSet<i64>,
+    /// Group hashes known to be in `group_hashes` (read or written in this
+    /// batch), with the issue that owns them, by project.
+    hashes: HashMap<i64, HashMap<String, i64>>,
     /// Aggregate views the batch's issues belong to.
     views: std::collections::HashSet<(i64, &'static str)>,
 }

@@ -26,6 +26,10 @@ pub struct QueuedEnvelope {
     pub received: f64,
     pub meta: QueueMeta,
     pub body: Vec<u8>,
+    /// The body exactly as it came over the wire, when it is `body` gzipped
+    /// (what the SDKs send): stored as it is instead of compressing `body`
+    /// again, which costs ingest nothing.
+    pub gzipped: Option<Vec<u8>>,
 }
 
 /// A row taken from the queue.
@@ -35,6 +39,10 @@ pub struct QueueRow {
     pub envelope: QueuedEnvelope,
 }
 
+/// How a queued body is stored (the `encoding` column).
+const ZSTD: &str = "zstd";
+const GZIP: &str = "gzip";
+
 /// An envelope ready to be written: compressed and serialized by the caller,
 /// so that the single writer thread does nothing but SQL.
 #[derive(Debug, Clone)]
@@ -42,53 +50,90 @@ pub struct PreparedEnvelope {
     project_id: i64,
     received: f64,
     meta: String,
+    encoding: &'static str,
     blob: Vec<u8>,
 }
 
 impl QueuedEnvelope {
-    /// Compresses the body and serializes the metadata (CPU work, off the writer).
-    pub fn prepare(&self) -> PreparedEnvelope {
+    /// Compresses the body (unless it came gzipped) and serializes the
+    /// metadata: CPU work, off the writer.
+    pub fn prepare(&mut self) -> PreparedEnvelope {
+        let (encoding, blob) = match self.gzipped.take() {
+            Some(wire) => (GZIP, wire),
+            None => (ZSTD, crate::compress(&self.body)),
+        };
         PreparedEnvelope {
             project_id: self.project_id,
             received: self.received,
             meta: serde_json::to_string(&self.meta).unwrap_or_else(|_| "{}".into()),
-            blob: crate::compress(&self.body),
+            encoding,
+            blob,
         }
     }
 }
 
-/// Appends envelopes to the queue.
-pub fn enqueue(conn: &Connection, items: &[PreparedEnvelope]) -> Result<()> {
-    let mut st = conn.prepare_cached("INSERT INTO queue (project_id, received, meta, body) VALUES (?, ?, ?, ?)")?;
+/// Appends envelopes to the queue; returns their row ids, in order.
+pub fn enqueue(conn: &Connection, items: &[PreparedEnvelope]) -> Result<Vec<i64>> {
+    let mut st = conn.prepare_cached("INSERT INTO queue (project_id, received, meta, encoding, body) VALUES (?, ?, ?, ?, ?)")?;
+    let mut ids = Vec::with_capacity(items.len());
     for item in items {
-        st.execute(params![item.project_id, item.received, item.meta, item.blob])?;
+        st.execute(params![item.project_id, item.received, item.meta, item.encoding, item.blob])?;
+        ids.push(conn.last_insert_rowid());
     }
-    Ok(())
+    Ok(ids)
 }
 
 /// Most decompressed bytes in one batch: large events make smaller batches,
 /// so memory stays bounded whatever their size (at least one row is returned).
 pub const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 
+/// Decoded queue bodies are never larger than this (ingest's envelope limit
+/// is lower); a stored body that decodes to more is corrupt.
+const MAX_BODY: usize = 64 * 1024 * 1024;
+
 /// The oldest rows with an id above `after`, at most `limit` of them and about
 /// [`MAX_BATCH_BYTES`] (rows stay in the queue until digested).
-pub fn fetch(conn: &Connection, after: i64, limit: usize) -> Result<Vec<QueueRow>> {
-    let mut st = conn.prepare_cached("SELECT id, project_id, received, meta, body FROM queue WHERE id > ? ORDER BY id LIMIT ?")?;
-    let rows = st.query_map(params![after, limit as i64], |r| {
-        let meta: String = r.get(3)?;
-        let body: Vec<u8> = r.get(4)?;
-        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, f64>(2)?, meta, body))
-    })?;
+///
+/// `in_memory` may give a row's decoded body (ingest keeps recent ones), so
+/// that the stored copy need not be decompressed.
+pub fn fetch(conn: &Connection, after: i64, limit: usize, in_memory: &mut dyn FnMut(i64) -> Option<Vec<u8>>) -> Result<Vec<QueueRow>> {
+    let mut st = conn.prepare_cached("SELECT id, project_id, received, meta, encoding, body FROM queue WHERE id > ? ORDER BY id LIMIT ?")?;
+    let mut rows = st.query(params![after, limit as i64])?;
     let mut out = Vec::new();
     let mut bytes = 0;
-    for row in rows {
+    while let Some(r) = rows.next()? {
         if bytes >= MAX_BATCH_BYTES {
             break;
         }
-        let (id, project_id, received, meta, body) = row?;
-        let body = crate::decompress(&body)?;
+        let id: i64 = r.get(0)?;
+        let body = match in_memory(id) {
+            Some(body) => body,
+            None => {
+                let encoding: String = r.get(4)?;
+                let blob = r.get_ref(5)?.as_blob().map_err(rusqlite::Error::from)?;
+                match encoding.as_str() {
+                    GZIP => gunzip(blob)?,
+                    _ => crate::decompress(blob)?,
+                }
+            }
+        };
         bytes += body.len();
-        out.push(QueueRow { id, envelope: QueuedEnvelope { project_id, received, meta: serde_json::from_str(&meta).unwrap_or_default(), body } });
+        let meta: String = r.get(3)?;
+        let envelope = QueuedEnvelope { project_id: r.get(1)?, received: r.get(2)?, meta: serde_json::from_str(&meta).unwrap_or_default(), body, gzipped: None };
+        out.push(QueueRow { id, envelope });
+    }
+    Ok(out)
+}
+
+fn gunzip(blob: &[u8]) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::with_capacity(blob.len() * 4);
+    flate2::read::MultiGzDecoder::new(blob)
+        .take(MAX_BODY as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| crate::StoreError::Invalid(format!("corrupt queued body: {e}")))?;
+    if out.len() > MAX_BODY {
+        return Err(crate::StoreError::Invalid("corrupt queued body: decodes to more than 64 MiB".into()));
     }
     Ok(out)
 }
@@ -98,11 +143,10 @@ pub fn len(conn: &Connection) -> Result<i64> {
     Ok(conn.query_row("SELECT COUNT(*) FROM queue", [], |r| r.get(0))?)
 }
 
-/// Removes digested rows.
-pub fn delete(conn: &Connection, ids: &[i64]) -> Result<()> {
-    let mut st = conn.prepare_cached("DELETE FROM queue WHERE id = ?")?;
-    for id in ids {
-        st.execute([id])?;
-    }
+/// Removes digested rows: every row from `first` to `last`. A batch is all
+/// the rows in such a range ([`fetch`] reads ids in order, and new rows get
+/// higher ids), so one statement does it.
+pub fn delete_range(conn: &Connection, first: i64, last: i64) -> Result<()> {
+    conn.prepare_cached("DELETE FROM queue WHERE id BETWEEN ? AND ?")?.execute([first, last])?;
     Ok(())
 }

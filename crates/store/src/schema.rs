@@ -281,6 +281,10 @@ const MIGRATIONS: &[&str] = &[
         last_at REAL NOT NULL
     );
     "#,
+    // 3: queued bodies may be kept in the gzip the client sent.
+    r#"
+    ALTER TABLE queue ADD COLUMN encoding TEXT NOT NULL DEFAULT 'zstd';
+    "#,
 ];
 
 /// Brings the schema up to date.

@@ -46,13 +46,29 @@ fn queue_round_trip_and_digest_exactly_once() {
     let pid = project(&store);
     let id = "aa".repeat(16);
     let body = envelope(&id, r#"{"message": "User 1 failed", "user": {"id": "1"}, "tags": {"t": "x"}}"#);
-    let item = queue::QueuedEnvelope { project_id: pid, received: now(), meta: queue::QueueMeta::default(), body: body.clone() };
-    // The same envelope queued twice (an SDK retry).
-    let prepared = [item.prepare(), item.prepare()];
-    store.write_blocking(move |c| queue::enqueue(c, &prepared)).unwrap();
-    let rows = store.read(|c| queue::fetch(c, 0, 10)).unwrap();
+    let mut item = queue::QueuedEnvelope { project_id: pid, received: now(), meta: queue::QueueMeta::default(), body: body.clone(), gzipped: None };
+    // The same envelope queued twice (an SDK retry), once stored compressed
+    // by us and once as the gzip the client sent.
+    let mut gzipped = item.clone();
+    gzipped.gzipped = Some({
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&body).unwrap();
+        gz.finish().unwrap()
+    });
+    let prepared = [item.prepare(), gzipped.prepare()];
+    let ids = store.write_blocking(move |c| queue::enqueue(c, &prepared)).unwrap();
+    assert_eq!(ids.len(), 2);
+    let rows = store.read(|c| queue::fetch(c, 0, 10, &mut |_| None)).unwrap();
     assert_eq!(rows.len(), 2);
+    assert_eq!((rows[0].id, rows[1].id), (ids[0], ids[1]));
     assert_eq!(rows[0].envelope.body, body);
+    assert_eq!(rows[1].envelope.body, body, "the client's gzip is decoded");
+    // A body still in memory is taken from there, not decoded again.
+    let marker = b"from memory".to_vec();
+    let second = ids[1];
+    let from_memory = store.read(move |c| queue::fetch(c, 0, 10, &mut |id| (id == second).then(|| marker.clone()))).unwrap();
+    assert_eq!(from_memory[1].envelope.body, b"from memory");
     let processed: Vec<_> = rows
         .iter()
         .map(|r| process_envelope(&Origin { queue_id: r.id, project_id: pid, received: r.envelope.received, ..Origin::default() }, &r.envelope.body))
