@@ -158,7 +158,7 @@ impl Interface for ExceptionInterface {
                 _ => None,
             })
             .collect();
-        *value = if values.is_empty() { Value::Null } else { json!({ "values": values }) };
+        *value = if values.is_empty() { Value::Null } else { values_object(values) };
         Ok(())
     }
     fn grouping_component(&self, value: &Value, ctx: &GroupingContext<'_>) -> Option<String> {
@@ -298,7 +298,7 @@ impl Interface for ThreadsInterface {
         for t in values.iter_mut().filter_map(Value::as_object_mut) {
             crate::normalize::normalize_stacktrace(t.get_mut("stacktrace"));
         }
-        *value = json!({ "values": values });
+        *value = values_object(values);
         Ok(())
     }
     /// Only a single thread with a stack trace groups (several: nothing says which crashed).
@@ -371,7 +371,7 @@ impl Interface for BreadcrumbsInterface {
                 crumb.insert("timestamp".into(), json!(t + ctx.clock_drift));
             }
         }
-        *value = json!({ "values": values });
+        *value = values_object(values);
         Ok(())
     }
     fn to_html(&self, value: &Value) -> Html {
@@ -754,4 +754,12 @@ pub fn render_text(registry: &picket_plugin_api::Registry, data: &Map<String, Va
             (!text.trim().is_empty()).then(|| (iface.key(), iface.title(), text))
         })
         .collect()
+}
+
+/// `{"values": [...]}` without `json!`, which would serialize (deep-copy)
+/// the list instead of moving it.
+fn values_object(values: Vec<Value>) -> Value {
+    let mut m = serde_json::Map::with_capacity(1);
+    m.insert("values".into(), Value::Array(values));
+    Value::Object(m)
 }

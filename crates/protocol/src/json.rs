@@ -48,7 +48,11 @@ pub fn validate_object(bytes: &[u8]) -> Result<(), JsonError> {
 /// only if that fails, on the text with `NaN`/`Infinity` replaced. Nesting is
 /// bounded by serde_json's recursion limit (128), reported as [`JsonError::TooDeep`].
 fn with_lenient_text<T>(bytes: &[u8], parse: impl Fn(&str) -> Result<T, JsonError>) -> Result<T, JsonError> {
-    let text: std::borrow::Cow<'_, str> = String::from_utf8_lossy(bytes);
+    // `from_utf8` has a fast path for ASCII; the lossy scan only runs on bad input.
+    let text: std::borrow::Cow<'_, str> = match std::str::from_utf8(bytes) {
+        Ok(s) => s.into(),
+        Err(_) => String::from_utf8_lossy(bytes),
+    };
     if text.trim().is_empty() {
         return Err(JsonError::Empty);
     }

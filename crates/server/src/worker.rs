@@ -61,6 +61,41 @@ impl FreshBodies {
     }
 }
 
+/// One named thread that runs CPU-bound jobs in order. The digest processes
+/// every batch on the same thread, so the allocator reuses that thread's
+/// warm memory instead of each batch dirtying fresh pages on whichever pool
+/// thread it lands on (measured: less page zeroing, less resident memory).
+struct CpuThread {
+    jobs: std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>,
+}
+
+impl CpuThread {
+    fn spawn(name: &str) -> CpuThread {
+        let (jobs, rx) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                for job in rx {
+                    job();
+                }
+            })
+            .expect("spawning the digest thread");
+        CpuThread { jobs }
+    }
+
+    /// Runs `f` on the thread; a panic comes back as an error.
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job = Box::new(move || {
+            let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+                .map_err(|p| p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_else(|| "panic".into()));
+            let _ = tx.send(out);
+        });
+        self.jobs.send(job).map_err(|_| "the digest thread has stopped".to_string())?;
+        rx.await.map_err(|_| "the digest thread has stopped".to_string())?
+    }
+}
+
 /// A processed batch on its way to the writer.
 struct Batch {
     items: Vec<PreparedBatchItem>,
@@ -84,7 +119,14 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
                         state.queue_len.fetch_sub(batch.rows as i64, Ordering::Relaxed);
                         let new_issues = outcomes.iter().filter(|o| o.is_new).count();
                         let regressions = outcomes.iter().filter(|o| o.is_regression).count();
-                        tracing::debug!(envelopes = batch.rows, events = outcomes.len(), new_issues, regressions, commit_ms = started.elapsed().as_millis() as u64, "digested batch");
+                        tracing::debug!(
+                            envelopes = batch.rows,
+                            events = outcomes.len(),
+                            new_issues,
+                            regressions,
+                            commit_ms = started.elapsed().as_millis() as u64,
+                            "digested batch"
+                        );
                     }
                     Err(e) => {
                         // The rows stay queued; the reader goes back for them.
@@ -98,6 +140,7 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
         })
     };
 
+    let cpu = CpuThread::spawn("picket-digest");
     let mut after = 0i64;
     loop {
         if *shutdown.borrow() {
@@ -107,7 +150,7 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
             wait_idle(&in_flight).await;
             after = 0;
         }
-        match read_and_process(&state, after).await {
+        match read_and_process(&state, &cpu, after).await {
             Ok(Some((last, batch))) => {
                 after = last;
                 in_flight.fetch_add(1, Ordering::Acquire);
@@ -148,7 +191,9 @@ fn hand_off(state: &AppState, outcomes: &[picket_store::digest::EventOutcome], i
     let mut outcomes = outcomes.iter().peekable();
     for (project_id, evs) in items.into_iter().map(PreparedBatchItem::into_events) {
         for ev in evs {
-            let Some(o) = outcomes.next_if(|o| o.project_id == project_id && o.event_id == ev.event_id) else { continue };
+            let Some(o) = outcomes.next_if(|o| o.project_id == project_id && o.event_id == ev.event_id) else {
+                continue;
+            };
             let job = picket_store::plugins::PostProcessJob {
                 id: o.post_process_job,
                 project_id: o.project_id,
@@ -171,7 +216,7 @@ async fn wait_idle(in_flight: &AtomicUsize) {
 }
 
 /// Reads and processes the next batch after `after`; `None` when there is none.
-async fn read_and_process(state: &AppState, after: i64) -> picket_store::Result<Option<(i64, Batch)>> {
+async fn read_and_process(state: &AppState, cpu: &CpuThread, after: i64) -> picket_store::Result<Option<(i64, Batch)>> {
     let limit = state.settings.digest_batch;
     let st = state.clone();
     let (rows, hooks) = state
@@ -192,27 +237,28 @@ async fn read_and_process(state: &AppState, after: i64) -> picket_store::Result<
     let Some(last) = rows.last().map(|r| r.id) else { return Ok(None) };
     let n = rows.len();
     let registry = state.plugins.registry;
-    let items = tokio::task::spawn_blocking(move || {
-        let processed = rows
-            .iter()
-            .map(|row| {
-                let origin = Origin {
-                    queue_id: row.id,
-                    project_id: row.envelope.project_id,
-                    received: row.envelope.received,
-                    client_ip: row.envelope.meta.client_ip.clone(),
-                    sdk_client: row.envelope.meta.sdk_client.clone(),
-                };
-                let project_hooks: &dyn EventHooks = match hooks.get(&origin.project_id) {
-                    Some(Some(p)) => &**p,
-                    _ => &NoHooks,
-                };
-                process_envelope_with(&origin, &row.envelope.body, registry, project_hooks)
-            })
-            .collect::<Vec<_>>();
-        picket_store::digest::prepare(processed)
-    })
-    .await
-    .map_err(|e| picket_store::StoreError::Invalid(format!("digest task failed: {e}")))?;
+    let items = cpu
+        .run(move || {
+            let processed = rows
+                .iter()
+                .map(|row| {
+                    let origin = Origin {
+                        queue_id: row.id,
+                        project_id: row.envelope.project_id,
+                        received: row.envelope.received,
+                        client_ip: row.envelope.meta.client_ip.clone(),
+                        sdk_client: row.envelope.meta.sdk_client.clone(),
+                    };
+                    let project_hooks: &dyn EventHooks = match hooks.get(&origin.project_id) {
+                        Some(Some(p)) => &**p,
+                        _ => &NoHooks,
+                    };
+                    process_envelope_with(&origin, &row.envelope.body, registry, project_hooks)
+                })
+                .collect::<Vec<_>>();
+            picket_store::digest::prepare(processed)
+        })
+        .await
+        .map_err(|e| picket_store::StoreError::Invalid(format!("digest task failed: {e}")))?;
     Ok(Some((last, Batch { items, rows: n })))
 }

@@ -125,3 +125,17 @@ fn algorithm_is_recorded() {
     assert_eq!(r.algorithm, ALGORITHM);
     assert_eq!(r.hashes[0].len(), 32);
 }
+
+#[test]
+fn generated_java_classes_group_together_and_plain_modules_stay() {
+    assert_eq!(normalize_module("com.example.Service$$Lambda$123/0x0000000801234"), "com.example.Service<auto>");
+    assert_eq!(normalize_module("sun.reflect.GeneratedMethodAccessor42"), "sun.reflect.<auto>");
+    assert_eq!(normalize_module("com.example.Outer$Inner"), "com.example.Outer$Inner");
+    assert_eq!(normalize_module("app.views"), "app.views");
+    let java = |module: &str| {
+        hashes(json!({"platform": "java", "exception": {"values": [{"type": "IllegalStateException", "stacktrace": {"frames": [
+            {"module": module, "function": "apply", "in_app": true}
+        ]}}]}}))
+    };
+    assert_eq!(java("com.example.Service$$Lambda$1/0x1")[0], java("com.example.Service$$Lambda$2/0x2")[0]);
+}
