@@ -96,11 +96,17 @@ impl CpuThread {
     }
 }
 
-/// How long the digest waits for a batch to fill once events keep coming.
-/// Counters are summed per batch (an issue seen 5 times in a batch is
-/// updated once), so under load fuller batches mean fewer writes per event;
-/// events become searchable at most this much later.
-const GATHER: Duration = Duration::from_millis(100);
+/// How long the digest waits for a batch to fill under heavy load. Counters
+/// are summed per batch (an issue seen 5 times in a batch is updated once),
+/// so fuller batches mean fewer writes per event; events become searchable
+/// at most this much later.
+const GATHER: Duration = Duration::from_millis(50);
+
+/// Envelopes per second from which the digest gathers. Below it, the digest
+/// keeps up with small batches and gathering would only make each batch's
+/// transaction hold the single writer longer, which ingest's commits wait
+/// behind (measured: p99 acceptance latency at 1,000/s went from 4.5 to 20 ms).
+const GATHER_ABOVE_PER_SEC: f64 = 3000.0;
 
 /// A processed batch on its way to the writer.
 struct Batch {
@@ -155,6 +161,9 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
     let mut after = 0i64;
     // Rows that would fill the next batch, when the last one was not full.
     let mut to_fill: Option<i64> = None;
+    // Envelopes read per second, measured over windows of at least 250 ms
+    // (a single short cycle says nothing about the load).
+    let (mut window_start, mut window_rows, mut rate) = (std::time::Instant::now(), 0usize, 0.0f64);
     loop {
         if *shutdown.borrow() {
             break;
@@ -180,7 +189,13 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
                 // Full by count or by bytes (large events make short batches).
                 let avg_bytes = (batch.bytes / batch.rows.max(1)).max(1);
                 let fill = state.settings.digest_batch.min(queue::MAX_BATCH_BYTES / avg_bytes).max(1);
-                to_fill = (batch.rows < fill).then_some(fill as i64);
+                window_rows += batch.rows;
+                let window = window_start.elapsed();
+                if window >= Duration::from_millis(250) {
+                    rate = window_rows as f64 / window.as_secs_f64();
+                    (window_start, window_rows) = (std::time::Instant::now(), 0);
+                }
+                to_fill = (batch.rows < fill && rate >= GATHER_ABOVE_PER_SEC).then_some(fill as i64);
                 handed_rows.fetch_add(batch.rows as i64, Ordering::Relaxed);
                 in_flight.fetch_add(1, Ordering::Acquire);
                 if tx.send(batch).await.is_err() {
