@@ -14,7 +14,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/picket-target}"
 mode="${1:-standard}"
 
 cargo build --release --locked -q -p picket -p picket-bench
-BIN="$CARGO_TARGET_DIR/release/picket"
+# PICKET_BENCH_BIN runs another build (an older commit's, for an A/B pair).
+BIN="${PICKET_BENCH_BIN:-$CARGO_TARGET_DIR/release/picket}"
 LOAD="$CARGO_TARGET_DIR/release/picket-load"
 TICKS=$(getconf CLK_TCK)
 WORK=$(mktemp -d /tmp/picket-bench.XXXXXX)
