@@ -241,7 +241,10 @@ async fn enqueue(state: &AppState, items: Vec<QueuedEnvelope>) -> Result<(), Api
     }
     let mut items = items;
     let prepared: Vec<_> = items.iter_mut().map(QueuedEnvelope::prepare).collect();
-    let ids = state.store.write(move |c| picket_store::queue::enqueue(c, &prepared)).await?;
+    state.ingest_waiting.fetch_add(1, Ordering::Relaxed);
+    let ids = state.store.write(move |c| picket_store::queue::enqueue(c, &prepared)).await;
+    state.ingest_waiting.fetch_sub(1, Ordering::Relaxed);
+    let ids = ids?;
     for (id, item) in ids.into_iter().zip(items) {
         state.fresh.put(id, item.body);
     }

@@ -53,6 +53,8 @@ pub struct AppState {
     pub queue_len: Arc<AtomicI64>,
     /// Wakes the digest worker when something was queued.
     pub queued: Arc<tokio::sync::Notify>,
+    /// Ingest requests waiting for their queue commit (the digest's load signal).
+    pub ingest_waiting: Arc<std::sync::atomic::AtomicUsize>,
     /// Decoded bodies of freshly queued envelopes, so the digest need not
     /// decompress what ingest has just decompressed.
     pub fresh: Arc<worker::FreshBodies>,
@@ -77,6 +79,7 @@ impl AppState {
             queue_len: Arc::new(AtomicI64::new(waiting)),
             queued: Arc::new(tokio::sync::Notify::new()),
             fresh: Arc::new(worker::FreshBodies::default()),
+            ingest_waiting: Default::default(),
             limiter: Arc::new(ratelimit::Limiter::default()),
             keys: Arc::new(ingest::KeyCache::default()),
         })

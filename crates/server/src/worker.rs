@@ -102,11 +102,13 @@ impl CpuThread {
 /// at most this much later.
 const GATHER: Duration = Duration::from_millis(50);
 
-/// Envelopes per second from which the digest gathers. Below it, the digest
-/// keeps up with small batches and gathering would only make each batch's
+/// Ingest requests waiting for their queue commit, on average, from which
+/// the digest gathers: the sign that the machine is saturated, whatever its
+/// speed (Little's law: requests waiting = rate x wait). Below it the digest
+/// keeps up with small batches, and gathering would only make each batch's
 /// transaction hold the single writer longer, which ingest's commits wait
 /// behind (measured: p99 acceptance latency at 1,000/s went from 4.5 to 20 ms).
-const GATHER_ABOVE_PER_SEC: f64 = 3000.0;
+const GATHER_WHEN_WAITING: f64 = 8.0;
 
 /// A processed batch on its way to the writer.
 struct Batch {
@@ -161,9 +163,9 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
     let mut after = 0i64;
     // Rows that would fill the next batch, when the last one was not full.
     let mut to_fill: Option<i64> = None;
-    // Envelopes read per second, measured over windows of at least 250 ms
-    // (a single short cycle says nothing about the load).
-    let (mut window_start, mut window_rows, mut rate) = (std::time::Instant::now(), 0usize, 0.0f64);
+    // Ingest requests waiting, averaged over windows of at least 250 ms
+    // (one sample says little about the load).
+    let (mut window_start, mut samples, mut sum, mut waiting) = (std::time::Instant::now(), 0usize, 0usize, 0.0f64);
     loop {
         if *shutdown.borrow() {
             break;
@@ -189,13 +191,13 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
                 // Full by count or by bytes (large events make short batches).
                 let avg_bytes = (batch.bytes / batch.rows.max(1)).max(1);
                 let fill = state.settings.digest_batch.min(queue::MAX_BATCH_BYTES / avg_bytes).max(1);
-                window_rows += batch.rows;
-                let window = window_start.elapsed();
-                if window >= Duration::from_millis(250) {
-                    rate = window_rows as f64 / window.as_secs_f64();
-                    (window_start, window_rows) = (std::time::Instant::now(), 0);
+                samples += 1;
+                sum += state.ingest_waiting.load(Ordering::Relaxed);
+                if window_start.elapsed() >= Duration::from_millis(250) {
+                    waiting = sum as f64 / samples as f64;
+                    (window_start, samples, sum) = (std::time::Instant::now(), 0, 0);
                 }
-                to_fill = (batch.rows < fill && rate >= GATHER_ABOVE_PER_SEC).then_some(fill as i64);
+                to_fill = (batch.rows < fill && waiting >= GATHER_WHEN_WAITING).then_some(fill as i64);
                 handed_rows.fetch_add(batch.rows as i64, Ordering::Relaxed);
                 in_flight.fetch_add(1, Ordering::Acquire);
                 if tx.send(batch).await.is_err() {
