@@ -241,16 +241,34 @@ async fn enqueue(state: &AppState, items: Vec<QueuedEnvelope>) -> Result<(), Api
     }
     let mut items = items;
     let prepared: Vec<_> = items.iter_mut().map(QueuedEnvelope::prepare).collect();
-    state.ingest_waiting.fetch_add(1, Ordering::Relaxed);
-    let ids = state.store.write(move |c| picket_store::queue::enqueue(c, &prepared)).await;
-    state.ingest_waiting.fetch_sub(1, Ordering::Relaxed);
-    let ids = ids?;
+    let ids = {
+        // Counted while waiting, also when the client goes away mid-wait
+        // (the future is dropped): the digest reads this as the load.
+        let _waiting = Waiting::new(&state.ingest_waiting);
+        state.store.write(move |c| picket_store::queue::enqueue(c, &prepared)).await?
+    };
     for (id, item) in ids.into_iter().zip(items) {
         state.fresh.put(id, item.body);
     }
     state.queue_len.fetch_add(n, Ordering::Relaxed);
     state.queued.notify_one();
     Ok(())
+}
+
+/// One request waiting for its queue commit, counted for as long as it lives.
+struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a std::sync::atomic::AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 fn meta(info: &RequestInfo, auth: &ClientAuth) -> QueueMeta {

@@ -87,9 +87,9 @@ pub fn enqueue(conn: &Connection, items: &[PreparedEnvelope]) -> Result<Vec<i64>
 /// so memory stays bounded whatever their size (at least one row is returned).
 pub const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 
-/// Decoded queue bodies are never larger than this (ingest's envelope limit
-/// is lower); a stored body that decodes to more is corrupt.
-const MAX_BODY: usize = 64 * 1024 * 1024;
+/// Decoded queue bodies are never larger than this (above ingest's 100 MiB
+/// envelope limit); a stored body that decodes to more is corrupt.
+const MAX_BODY: usize = 128 * 1024 * 1024;
 
 /// The oldest rows with an id above `after`, at most `limit` of them and about
 /// [`MAX_BATCH_BYTES`] (rows stay in the queue until digested).
@@ -111,10 +111,17 @@ pub fn fetch(conn: &Connection, after: i64, limit: usize, in_memory: &mut dyn Fn
             None => {
                 let encoding: String = r.get(4)?;
                 let blob = r.get_ref(5)?.as_blob().map_err(rusqlite::Error::from)?;
-                match encoding.as_str() {
-                    GZIP => gunzip(blob)?,
-                    _ => crate::decompress(blob)?,
-                }
+                let decoded = match encoding.as_str() {
+                    GZIP => gunzip(blob),
+                    _ => crate::decompress(blob),
+                };
+                // A row that cannot be decoded never will be: failing the batch
+                // would stop the digest for good. It goes through as an empty
+                // body, which the digest counts as an invalid envelope.
+                decoded.unwrap_or_else(|e| {
+                    tracing::error!(queue_id = id, encoding, error = %e, "a queued body cannot be decoded; it is counted as an invalid envelope and dropped");
+                    Vec::new()
+                })
             }
         };
         bytes += body.len();
@@ -133,7 +140,7 @@ fn gunzip(blob: &[u8]) -> Result<Vec<u8>> {
         .read_to_end(&mut out)
         .map_err(|e| crate::StoreError::Invalid(format!("corrupt queued body: {e}")))?;
     if out.len() > MAX_BODY {
-        return Err(crate::StoreError::Invalid("corrupt queued body: decodes to more than 64 MiB".into()));
+        return Err(crate::StoreError::Invalid("corrupt queued body: decodes to more than 128 MiB".into()));
     }
     Ok(out)
 }

@@ -41,6 +41,30 @@ fn a_failing_job_rolls_back_alone() {
 }
 
 #[test]
+fn a_queue_row_that_cannot_be_decoded_does_not_stop_the_digest() {
+    let (store, dir) = temp_store("corrupt-row");
+    let pid = project(&store);
+    let body = envelope(&"cc".repeat(16), r#"{"message": "fine"}"#);
+    let mut items = [0, 1].map(|_| queue::QueuedEnvelope { project_id: pid, received: now(), meta: queue::QueueMeta::default(), body: body.clone(), gzipped: None });
+    let prepared: Vec<_> = items.iter_mut().map(queue::QueuedEnvelope::prepare).collect();
+    let ids = store.write_blocking(move |c| queue::enqueue(c, &prepared)).unwrap();
+    let first = ids[0];
+    store.write_blocking(move |c| Ok(c.execute("UPDATE queue SET body = x'00ff00ff' WHERE id = ?", [first])?)).unwrap();
+    // Failing the batch would retry the same row forever: it comes back empty instead.
+    let rows = store.read(|c| queue::fetch(c, 0, 10, &mut |_| None)).unwrap();
+    assert!(rows[0].envelope.body.is_empty(), "the corrupt row is read as empty");
+    assert_eq!(rows[1].envelope.body, body, "the rows after it are not affected");
+    let processed: Vec<_> = rows.iter().map(|r| process_envelope(&Origin { queue_id: r.id, project_id: pid, received: r.envelope.received, ..Origin::default() }, &r.envelope.body)).collect();
+    assert_eq!(processed[0].counted, vec![("envelope".to_string(), "invalid")], "counted as an invalid envelope");
+    let prepared = digest::prepare(processed);
+    let outcomes = store.write_blocking(move |c| digest::apply(c, &prepared)).unwrap();
+    assert_eq!(outcomes.len(), 1, "the good row is stored");
+    assert_eq!(store.read(queue::len).unwrap(), 0, "both rows leave the queue");
+    store.close();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
 fn queue_round_trip_and_digest_exactly_once() {
     let (store, dir) = temp_store("digest");
     let pid = project(&store);
