@@ -89,9 +89,12 @@ async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
     Ok(buf)
 }
 
+fn content_encoding(headers: &HeaderMap) -> &str {
+    headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
 fn decode_body(headers: &HeaderMap, body: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
-    let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("");
-    decompress::decode(encoding, body, limit).map_err(|e| match e {
+    decompress::decode(content_encoding(headers), body, limit).map_err(|e| match e {
         decompress::DecodeError::TooLarge { limit } => ApiError::too_large(format!("body exceeds {limit} bytes after decompression")),
         other => ApiError::bad_request(other.to_string()),
     })
@@ -100,7 +103,7 @@ fn decode_body(headers: &HeaderMap, body: &[u8], limit: usize) -> Result<Vec<u8>
 /// Whether the body's only coding is gzip (then it is a gzip stream of
 /// exactly the decoded body).
 fn is_plain_gzip(headers: &HeaderMap) -> bool {
-    headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"))
+    content_encoding(headers).trim().eq_ignore_ascii_case("gzip")
 }
 
 /// Collects the auth from every place it may be; different keys are refused.

@@ -87,10 +87,6 @@ pub fn enqueue(conn: &Connection, items: &[PreparedEnvelope]) -> Result<Vec<i64>
 /// so memory stays bounded whatever their size (at least one row is returned).
 pub const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 
-/// Decoded queue bodies are never larger than this (above ingest's 100 MiB
-/// envelope limit); a stored body that decodes to more is corrupt.
-const MAX_BODY: usize = 128 * 1024 * 1024;
-
 /// The oldest rows with an id above `after`, at most `limit` of them and about
 /// [`MAX_BATCH_BYTES`] (rows stay in the queue until digested).
 ///
@@ -111,8 +107,10 @@ pub fn fetch(conn: &Connection, after: i64, limit: usize, in_memory: &mut dyn Fn
             None => {
                 let encoding: String = r.get(4)?;
                 let blob = r.get_ref(5)?.as_blob().map_err(rusqlite::Error::from)?;
+                // Ingest decoded the same bytes within its envelope limit.
                 let decoded = match encoding.as_str() {
-                    GZIP => gunzip(blob),
+                    GZIP => picket_protocol::decompress::decode(GZIP, blob, picket_protocol::limits::MAX_ENVELOPE_SIZE)
+                        .map_err(|e| crate::StoreError::Invalid(format!("corrupt queued body: {e}"))),
                     _ => crate::decompress(blob),
                 };
                 // A row that cannot be decoded never will be: failing the batch
@@ -128,19 +126,6 @@ pub fn fetch(conn: &Connection, after: i64, limit: usize, in_memory: &mut dyn Fn
         let meta: String = r.get(3)?;
         let envelope = QueuedEnvelope { project_id: r.get(1)?, received: r.get(2)?, meta: serde_json::from_str(&meta).unwrap_or_default(), body, gzipped: None };
         out.push(QueueRow { id, envelope });
-    }
-    Ok(out)
-}
-
-fn gunzip(blob: &[u8]) -> Result<Vec<u8>> {
-    use std::io::Read;
-    let mut out = Vec::with_capacity(blob.len() * 4);
-    flate2::read::MultiGzDecoder::new(blob)
-        .take(MAX_BODY as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| crate::StoreError::Invalid(format!("corrupt queued body: {e}")))?;
-    if out.len() > MAX_BODY {
-        return Err(crate::StoreError::Invalid("corrupt queued body: decodes to more than 128 MiB".into()));
     }
     Ok(out)
 }
