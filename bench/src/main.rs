@@ -11,13 +11,13 @@
 //! the pre-compressed member: a multi-member gzip body, valid per RFC 1952,
 //! that the server decompresses exactly as it would a single member.
 
-use std::io::Write;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use picket_bench::events::{body_for, build_templates};
 use rand::Rng;
 use serde_json::{json, Value};
 
@@ -70,87 +70,6 @@ fn parse_dsn(dsn: &str) -> Result<(Target, String)> {
     Ok((Target { envelope_url: format!("{base}/api/{project_id}/envelope/?sentry_key={key}&sentry_version=7"), api_base: base }, key.to_string()))
 }
 
-const PLATFORMS: [&str; 3] = ["python", "javascript", "java"];
-
-/// One event payload for an issue: its exception type and frames depend only
-/// on the issue, so that grouping puts it in the issue's group.
-fn event_payload(issue: usize, size_kb: usize, rng: &mut impl Rng) -> Value {
-    let platform = PLATFORMS[issue % 3];
-    // 10–40 frames, fewer for small events so that the frames fit the size.
-    let frames_n = (10 + (issue * 7) % 31).min((size_kb * 1024 * 6 / 10 / 300).max(10));
-    let frames: Vec<Value> = (0..frames_n)
-        .map(|i| match platform {
-            "python" => json!({"module": format!("app.module{issue}.part{i}"), "filename": format!("app/module{issue}/part{i}.py"), "abs_path": format!("/srv/app/app/module{issue}/part{i}.py"),
-                "function": format!("handle_{issue}_{i}"), "lineno": 10 + i, "in_app": i % 3 != 0, "context_line": format!("    result = step_{i}(request, data)"),
-                "pre_context": ["def f():", "    x = 1"], "post_context": ["    return result", ""], "vars": {"request": "<Request>", "i": i.to_string()}}),
-            "javascript" => json!({"filename": format!("/static/js/chunk{issue}.js"), "abs_path": format!("https://app.example.com/static/js/chunk{issue}.js"),
-                "function": format!("Component{issue}.render{i}"), "lineno": 1, "colno": 100 + i, "in_app": true, "context_line": format!("const v{i} = props.items.map(render);")}),
-            _ => json!({"module": format!("com.example.service{issue}.Handler{i}"), "filename": format!("Handler{i}.java"), "function": format!("process{i}"), "lineno": 40 + i, "in_app": i % 2 == 0}),
-        })
-        .collect();
-    let ty = match platform {
-        "python" => format!("ValueError{issue}"),
-        "javascript" => format!("TypeError{issue}"),
-        _ => format!("java.lang.IllegalStateException{issue}"),
-    };
-    let mut ev = json!({
-        "platform": platform,
-        "level": "error",
-        "logger": "bench",
-        "server_name": format!("web-{}", rng.random_range(1..=8)),
-        "release": format!("app@1.{}.0", rng.random_range(0..3)),
-        "environment": "production",
-        "exception": {"values": [{"type": ty, "value": format!("invalid value {} for field", rng.random_range(0..100_000)), "mechanism": {"type": "generic", "handled": false}, "stacktrace": {"frames": frames}}]},
-        "tags": {"customer": format!("c{}", rng.random_range(0..50)), "region": (["eu", "us", "ap"][rng.random_range(0..3)])},
-        "user": {"id": rng.random_range(0..10_000).to_string(), "email": format!("user{}@example.com", rng.random_range(0..10_000)), "ip_address": "10.1.2.3"},
-        "request": {"url": format!("https://app.example.com/api/items/{}", rng.random_range(0..1000)), "method": "POST", "headers": {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0", "Accept": "application/json"}},
-        "contexts": {"os": {"name": "Linux", "version": "6.1"}, "runtime": {"name": "CPython", "version": "3.11.7"}, "browser": {"name": "Firefox", "version": "128.0"}},
-        "sdk": {"name": "sentry.python", "version": "2.75.0"},
-    });
-    // Pad with breadcrumbs up to the target size.
-    let mut crumbs = Vec::new();
-    let mut size = ev.to_string().len();
-    let mut i = 0;
-    while size < size_kb * 1024 {
-        let c = json!({"timestamp": 1_700_000_000.0 + i as f64, "category": "http", "type": "http", "level": "info",
-            "message": format!("GET https://api.example.com/v1/resource/{i}?page={}", rng.random_range(0..100)), "data": {"status_code": 200, "duration_ms": rng.random_range(1..500)}});
-        size += c.to_string().len() + 1;
-        crumbs.push(c);
-        i += 1;
-    }
-    ev["breadcrumbs"] = json!({"values": crumbs});
-    ev
-}
-
-fn gzip(data: &[u8], level: u32) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
-}
-
-/// Pre-compressed item members: `VARIANTS` per issue, so events of one issue differ.
-const VARIANTS: usize = 4;
-
-fn build_templates(args: &Args) -> (Vec<Vec<u8>>, usize) {
-    let mut rng = rand::rng();
-    let mut raw_total = 0;
-    let templates = (0..args.issues * VARIANTS)
-        .map(|n| {
-            let payload = event_payload(n % args.issues, args.size_kb, &mut rng).to_string();
-            raw_total += payload.len();
-            let item = format!("{{\"type\":\"event\",\"length\":{}}}\n{payload}\n", payload.len());
-            gzip(item.as_bytes(), 6)
-        })
-        .collect();
-    (templates, raw_total / (args.issues * VARIANTS))
-}
-
-fn body_for(template: &[u8], event_id: &str) -> Vec<u8> {
-    let mut body = gzip(format!("{{\"event_id\":\"{event_id}\"}}\n").as_bytes(), 1);
-    body.extend_from_slice(template);
-    body
-}
-
 #[derive(Default)]
 struct Stats {
     latencies_us: Mutex<Vec<u32>>,
@@ -199,7 +118,7 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 async fn main() -> Result<()> {
     let args = Args::parse();
     let (target, _key) = parse_dsn(&args.dsn)?;
-    let (templates, avg_size) = build_templates(&args);
+    let (templates, avg_size) = build_templates(args.issues, args.size_kb);
     let avg_gzip = templates.iter().map(Vec::len).sum::<usize>() / templates.len();
     let templates = Arc::new(templates);
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).timeout(Duration::from_secs(30)).build()?;

@@ -1,0 +1,106 @@
+//! Realistic events for Picket's benchmarks, shared by `picket-load` (over
+//! HTTP) and `picket-pipeline` (in process).
+//!
+//! Events are Python-, JavaScript- and Java-shaped exceptions with 10–40
+//! frames, breadcrumbs, tags, user, request and contexts, padded to a target
+//! size. An issue's exception type and frames depend only on its number, so
+//! grouping puts every event of one issue in one group.
+
+use std::io::Write;
+
+use rand::Rng;
+use serde_json::{json, Value};
+
+/// The platforms events are shaped after, by issue number.
+pub const PLATFORMS: [&str; 3] = ["python", "javascript", "java"];
+
+/// One event payload for an issue: its exception type and frames depend only
+/// on the issue, so that grouping puts it in the issue's group.
+pub fn event_payload(issue: usize, size_kb: usize, rng: &mut impl Rng) -> Value {
+    let platform = PLATFORMS[issue % 3];
+    // 10–40 frames, fewer for small events so that the frames fit the size.
+    let frames_n = (10 + (issue * 7) % 31).min((size_kb * 1024 * 6 / 10 / 300).max(10));
+    let frames: Vec<Value> = (0..frames_n)
+        .map(|i| match platform {
+            "python" => json!({"module": format!("app.module{issue}.part{i}"), "filename": format!("app/module{issue}/part{i}.py"), "abs_path": format!("/srv/app/app/module{issue}/part{i}.py"),
+                "function": format!("handle_{issue}_{i}"), "lineno": 10 + i, "in_app": i % 3 != 0, "context_line": format!("    result = step_{i}(request, data)"),
+                "pre_context": ["def f():", "    x = 1"], "post_context": ["    return result", ""], "vars": {"request": "<Request>", "i": i.to_string()}}),
+            "javascript" => json!({"filename": format!("/static/js/chunk{issue}.js"), "abs_path": format!("https://app.example.com/static/js/chunk{issue}.js"),
+                "function": format!("Component{issue}.render{i}"), "lineno": 1, "colno": 100 + i, "in_app": true, "context_line": format!("const v{i} = props.items.map(render);")}),
+            _ => json!({"module": format!("com.example.service{issue}.Handler{i}"), "filename": format!("Handler{i}.java"), "function": format!("process{i}"), "lineno": 40 + i, "in_app": i % 2 == 0}),
+        })
+        .collect();
+    let ty = match platform {
+        "python" => format!("ValueError{issue}"),
+        "javascript" => format!("TypeError{issue}"),
+        _ => format!("java.lang.IllegalStateException{issue}"),
+    };
+    let mut ev = json!({
+        "platform": platform,
+        "level": "error",
+        "logger": "bench",
+        "server_name": format!("web-{}", rng.random_range(1..=8)),
+        "release": format!("app@1.{}.0", rng.random_range(0..3)),
+        "environment": "production",
+        "exception": {"values": [{"type": ty, "value": format!("invalid value {} for field", rng.random_range(0..100_000)), "mechanism": {"type": "generic", "handled": false}, "stacktrace": {"frames": frames}}]},
+        "tags": {"customer": format!("c{}", rng.random_range(0..50)), "region": (["eu", "us", "ap"][rng.random_range(0..3)])},
+        "user": {"id": rng.random_range(0..10_000).to_string(), "email": format!("user{}@example.com", rng.random_range(0..10_000)), "ip_address": "10.1.2.3"},
+        "request": {"url": format!("https://app.example.com/api/items/{}", rng.random_range(0..1000)), "method": "POST", "headers": {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0", "Accept": "application/json"}},
+        "contexts": {"os": {"name": "Linux", "version": "6.1"}, "runtime": {"name": "CPython", "version": "3.11.7"}, "browser": {"name": "Firefox", "version": "128.0"}},
+        "sdk": {"name": "sentry.python", "version": "2.75.0"},
+    });
+    // Pad with breadcrumbs up to the target size.
+    let mut crumbs = Vec::new();
+    let mut size = ev.to_string().len();
+    let mut i = 0;
+    while size < size_kb * 1024 {
+        let c = json!({"timestamp": 1_700_000_000.0 + i as f64, "category": "http", "type": "http", "level": "info",
+            "message": format!("GET https://api.example.com/v1/resource/{i}?page={}", rng.random_range(0..100)), "data": {"status_code": 200, "duration_ms": rng.random_range(1..500)}});
+        size += c.to_string().len() + 1;
+        crumbs.push(c);
+        i += 1;
+    }
+    ev["breadcrumbs"] = json!({"values": crumbs});
+    ev
+}
+
+/// Gzip at `level` (1–9).
+pub fn gzip(data: &[u8], level: u32) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// Payload variants per issue, so that events of one issue differ.
+pub const VARIANTS: usize = 4;
+
+/// The JSON payloads of `VARIANTS` events per issue; payload `n` belongs to
+/// issue `n % issues`.
+pub fn payloads(issues: usize, size_kb: usize, rng: &mut impl Rng) -> Vec<String> {
+    (0..issues * VARIANTS).map(|n| event_payload(n % issues, size_kb, rng).to_string()).collect()
+}
+
+/// Gzip-compressed item members, `VARIANTS` per issue, and the average size
+/// of an event's JSON.
+pub fn build_templates(issues: usize, size_kb: usize) -> (Vec<Vec<u8>>, usize) {
+    let payloads = payloads(issues, size_kb, &mut rand::rng());
+    let average = payloads.iter().map(String::len).sum::<usize>() / payloads.len();
+    let templates = payloads
+        .iter()
+        .map(|payload| gzip(format!("{{\"type\":\"event\",\"length\":{}}}\n{payload}\n", payload.len()).as_bytes(), 6))
+        .collect();
+    (templates, average)
+}
+
+/// A request body: a gzip member with the envelope header, then the item's
+/// pre-compressed member.
+pub fn body_for(template: &[u8], event_id: &str) -> Vec<u8> {
+    let mut body = gzip(format!("{{\"event_id\":\"{event_id}\"}}\n").as_bytes(), 1);
+    body.extend_from_slice(template);
+    body
+}
+
+/// One uncompressed envelope for `payload` (the bytes the digest reads).
+pub fn envelope(event_id: &str, payload: &str) -> Vec<u8> {
+    format!("{{\"event_id\":\"{event_id}\"}}\n{{\"type\":\"event\",\"length\":{}}}\n{payload}\n", payload.len()).into_bytes()
+}
