@@ -173,7 +173,9 @@ pub(crate) fn frames_component(frames: &[Value], platform: &str, variant: Varian
 }
 
 fn same_location(a: &Value, b: &Value) -> bool {
-    ["abs_path", "package", "module", "filename", "function", "lineno", "colno"].iter().all(|k| a.get(*k) == b.get(*k))
+    // The fields that differ most often between neighbouring frames first:
+    // this runs for every frame, and usually stops at the first key.
+    ["lineno", "function", "colno", "filename", "module", "abs_path", "package"].iter().all(|k| a.get(*k) == b.get(*k))
 }
 
 fn frame_component(frame: &Value, platform: &str) -> Option<String> {

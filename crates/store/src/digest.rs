@@ -41,7 +41,26 @@ impl PreparedBatchItem {
 
 /// Serializes and compresses what [`apply`] will store (CPU work, off the writer).
 pub fn prepare(batch: Vec<ProcessedEnvelope>) -> Vec<PreparedBatchItem> {
-    let blob = |ev: &NormalizedEvent| crate::compress(&serde_json::to_vec(&ev.data).unwrap_or_default());
+    thread_local! {
+        // One buffer per thread for the JSON before compression: a fresh
+        // `Vec` per event grew by doubling, a copy each time.
+        static JSON: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let blob = |ev: &NormalizedEvent| {
+        JSON.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            buf.clear();
+            // A `Value` always serializes; an empty blob as before if not.
+            if serde_json::to_writer(&mut *buf, &ev.data).is_err() {
+                buf.clear();
+            }
+            let blob = crate::compress(&buf);
+            // Keep up to 1 MiB between events, not the largest event's size.
+            buf.truncate(0);
+            buf.shrink_to(1 << 20);
+            blob
+        })
+    };
     batch
         .into_iter()
         .map(|env| PreparedBatchItem {
@@ -57,15 +76,16 @@ pub fn apply(conn: &Connection, batch: &[PreparedBatchItem]) -> Result<Vec<Event
     let mut outcomes = Vec::new();
     let mut counts: HashMap<(i64, String, &'static str), i64> = HashMap::new();
     let mut agg = Aggregates::default();
+    let mut seen = SeenEvents::read(conn, batch)?;
     for item in batch {
         let env = &item.env;
         for (ev, blob) in env.events.iter().zip(&item.event_blobs) {
-            if let Some(o) = store_event(conn, env.project_id, ev, blob, &mut agg)? {
-                outcomes.push(o);
-                *counts.entry((env.project_id, "event".into(), "accepted")).or_default() += 1;
-            } else {
+            if !seen.first_time(env.project_id, &ev.event_id) {
                 *counts.entry((env.project_id, "event".into(), "duplicate")).or_default() += 1;
+                continue;
             }
+            outcomes.push(store_event(conn, env.project_id, ev, blob, &mut agg)?);
+            *counts.entry((env.project_id, "event".into(), "accepted")).or_default() += 1;
         }
         for (tx, blob) in env.transactions.iter().zip(&item.transaction_blobs) {
             store_transaction(conn, env.project_id, tx, blob)?;
@@ -124,14 +144,44 @@ pub fn apply(conn: &Connection, batch: &[PreparedBatchItem]) -> Result<Vec<Event
     Ok(outcomes)
 }
 
-/// Stores one event and updates its issue. `None` for a duplicate `event_id`.
-fn store_event(conn: &Connection, project_id: i64, ev: &NormalizedEvent, blob: &[u8], agg: &mut Aggregates) -> Result<Option<EventOutcome>> {
-    let exists: bool = conn
-        .prepare_cached("SELECT EXISTS(SELECT 1 FROM events WHERE project_id = ? AND event_id = ?)")?
-        .query_row(params![project_id, ev.event_id], |r| r.get(0))?;
-    if exists {
-        return Ok(None);
+/// The event ids a batch must not store again: those already stored, read
+/// with one query per project instead of one per event, and those stored
+/// earlier in the batch.
+struct SeenEvents<'a> {
+    ids: std::collections::HashSet<(i64, &'a str)>,
+}
+
+impl<'a> SeenEvents<'a> {
+    fn read(conn: &Connection, batch: &'a [PreparedBatchItem]) -> Result<SeenEvents<'a>> {
+        let mut by_project: HashMap<i64, Vec<&str>> = HashMap::new();
+        for item in batch {
+            let ids = by_project.entry(item.env.project_id).or_default();
+            ids.extend(item.env.events.iter().map(|ev| ev.event_id.as_str()));
+        }
+        let mut seen = SeenEvents { ids: std::collections::HashSet::new() };
+        let mut st = conn.prepare_cached("SELECT event_id FROM events WHERE project_id = ?1 AND event_id IN (SELECT value FROM json_each(?2))")?;
+        for (project_id, ids) in by_project.into_iter().filter(|(_, ids)| !ids.is_empty()) {
+            let list = serde_json::to_string(&ids).unwrap_or_default();
+            let mut rows = st.query(params![project_id, list])?;
+            while let Some(row) = rows.next()? {
+                let stored: String = row.get(0)?;
+                // Borrow the batch's own copy of the id, so that the set owns nothing.
+                if let Some(id) = ids.iter().find(|id| **id == stored) {
+                    seen.ids.insert((project_id, id));
+                }
+            }
+        }
+        Ok(seen)
     }
+
+    /// True the first time an event is offered and it is not stored yet.
+    fn first_time(&mut self, project_id: i64, event_id: &'a str) -> bool {
+        self.ids.insert((project_id, event_id))
+    }
+}
+
+/// Stores one event (not a duplicate: see [`SeenEvents`]) and updates its issue.
+fn store_event(conn: &Connection, project_id: i64, ev: &NormalizedEvent, blob: &[u8], agg: &mut Aggregates) -> Result<EventOutcome> {
     // Find the issue owning any of the event's hashes (most are known from
     // earlier events of the batch).
     let mut issue_id: Option<i64> = None;
@@ -214,7 +264,7 @@ fn store_event(conn: &Connection, project_id: i64, ev: &NormalizedEvent, blob: &
     // Plugins' post_process runs after the commit; this durable row is the record
     // of it until it has run (see `plugins::enqueue_post_process`).
     let post_process_job = crate::plugins::enqueue_post_process(conn, project_id, issue_id, &ev.event_id, is_new, is_regression)?;
-    Ok(Some(EventOutcome { project_id, event_id: ev.event_id.clone(), issue_id, is_new, is_regression, post_process_job }))
+    Ok(EventOutcome { project_id, event_id: ev.event_id.clone(), issue_id, is_new, is_regression, post_process_job })
 }
 
 /// A count with the first and last time it was seen.

@@ -120,6 +120,34 @@ fn queue_round_trip_and_digest_exactly_once() {
 }
 
 #[test]
+fn an_event_id_is_stored_once_per_project() {
+    let (store, dir) = temp_store("duplicates");
+    let web = project(&store);
+    let api = store.write_blocking(|c| Ok(accounts::create_project(c, "acme", "api", "API", None)?.0.id)).unwrap();
+    let (a, b) = ("a1".repeat(16), "b2".repeat(16));
+    let digest = |batch: Vec<(i64, &str)>| {
+        let processed: Vec<_> = batch
+            .iter()
+            .enumerate()
+            .map(|(n, (pid, id))| process_envelope(&Origin { queue_id: n as i64 + 1, project_id: *pid, received: now(), ..Origin::default() }, &envelope(id, r#"{"message": "boom"}"#)))
+            .collect();
+        let prepared = digest::prepare(processed);
+        store.write_blocking(move |c| digest::apply(c, &prepared)).unwrap().into_iter().map(|o| (o.project_id, o.event_id)).collect::<Vec<_>>()
+    };
+    assert_eq!(digest(vec![(web, &a)]), vec![(web, a.clone())]);
+    // A later batch: `a` again (an SDK retry), `b` twice in the batch, and
+    // `a` in another project, which is a different event.
+    let stored = digest(vec![(web, &b), (web, &a), (web, &b), (api, &a)]);
+    assert_eq!(stored, vec![(web, b.clone()), (api, a.clone())]);
+    let stats = store.read(move |c| query::item_stats(c, web)).unwrap();
+    let count = |outcome: &str| stats["items"].as_array().unwrap().iter().find(|i| i["itemType"] == "event" && i["outcome"] == outcome).map(|i| i["count"].as_i64().unwrap());
+    assert_eq!((count("accepted"), count("duplicate")), (Some(2), Some(2)));
+    assert_eq!(store.read(move |c| query::count_events(c, web)).unwrap(), 2);
+    store.close();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
 fn search_parsing() {
     use query::IssueSearch;
     let s = IssueSearch::parse(r#"is:resolved level:error !browser:"Firefox 1" free "two words""#).unwrap();
