@@ -62,6 +62,9 @@ pub struct AppState {
     pub plugins: Arc<plugins::PluginHost>,
     /// Events handed from the digest to post-processing.
     pub handoff: Arc<plugins::HandoffChannel>,
+    /// The thread that processes digest batches; post-processing gives the
+    /// events back to it to be freed.
+    pub(crate) digest_thread: Arc<worker::CpuThread>,
     limiter: Arc<ratelimit::Limiter>,
     keys: Arc<ingest::KeyCache>,
 }
@@ -74,6 +77,7 @@ impl AppState {
         Ok(AppState {
             plugins,
             handoff: Arc::new(plugins::HandoffChannel::default()),
+            digest_thread: Arc::new(worker::CpuThread::spawn("picket-digest")),
             store,
             settings: Arc::new(settings),
             queue_len: Arc::new(AtomicI64::new(waiting)),

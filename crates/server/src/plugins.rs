@@ -270,9 +270,10 @@ async fn run_batch(state: &AppState, batch: Vec<Work>) -> picket_store::Result<(
         })
         .await?;
     let st = state.clone();
-    let mut outcomes = tokio::task::spawn_blocking(move || inputs.into_iter().map(|input| run_job(&st, input)).collect::<Vec<_>>())
+    let (mut outcomes, events): (Vec<_>, Vec<Event>) = tokio::task::spawn_blocking(move || inputs.into_iter().map(|input| run_job(&st, input)).unzip())
         .await
         .map_err(|e| picket_store::StoreError::Invalid(format!("post-process task failed: {e}")))?;
+    state.digest_thread.release(events);
     outcomes.extend(gone.into_iter().map(|job| (job, Vec::new())));
     state
         .store
@@ -285,8 +286,9 @@ async fn run_batch(state: &AppState, batch: Vec<Work>) -> picket_store::Result<(
         .await
 }
 
-/// Runs one job's plugins; returns the retries to schedule as (slug, attempts, when, error).
-fn run_job(state: &AppState, input: JobInput) -> (PostProcessJob, Vec<(String, u32, f64, String)>) {
+/// Runs one job's plugins; returns the retries to schedule as (slug, attempts,
+/// when, error), and the event, to be freed where it was built.
+fn run_job(state: &AppState, input: JobInput) -> ((PostProcessJob, Vec<(String, u32, f64, String)>), Event) {
     let JobInput { job, project, issue, event, plugins, members } = input;
     let mut retries = Vec::new();
     let attempt = job.attempts + 1;
@@ -331,5 +333,5 @@ fn run_job(state: &AppState, input: JobInput) -> (PostProcessJob, Vec<(String, u
             }
         }
     }
-    (job, retries)
+    ((job, retries), ctx.event)
 }

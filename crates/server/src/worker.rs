@@ -65,12 +65,12 @@ impl FreshBodies {
 /// every batch on the same thread, so the allocator reuses that thread's
 /// warm memory instead of each batch dirtying fresh pages on whichever pool
 /// thread it lands on (measured: less page zeroing, less resident memory).
-struct CpuThread {
+pub(crate) struct CpuThread {
     jobs: std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>,
 }
 
 impl CpuThread {
-    fn spawn(name: &str) -> CpuThread {
+    pub(crate) fn spawn(name: &str) -> CpuThread {
         let (jobs, rx) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
         std::thread::Builder::new()
             .name(name.into())
@@ -81,6 +81,15 @@ impl CpuThread {
             })
             .expect("spawning the digest thread");
         CpuThread { jobs }
+    }
+
+    /// Frees `value` on the thread, between its other jobs. Events are built
+    /// on the digest thread; freed on another thread, each of their many
+    /// small blocks goes back through mimalloc's cross-thread path, which cost
+    /// post-processing twice what the same frees cost at home (callgrind).
+    pub(crate) fn release<T: Send + 'static>(&self, value: T) {
+        // If the thread has stopped, the job (and the value) is dropped here.
+        let _ = self.jobs.send(Box::new(move || drop(value)));
     }
 
     /// Runs `f` on the thread; a panic comes back as an error.
@@ -159,7 +168,7 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
         })
     };
 
-    let cpu = CpuThread::spawn("picket-digest");
+    let cpu = state.digest_thread.clone();
     let mut after = 0i64;
     // Rows that would fill the next batch, when the last one was not full.
     let mut to_fill: Option<i64> = None;
