@@ -7,7 +7,8 @@
 # Each scenario starts a fresh `picket serve` (release build) with its own
 # data directory, sends events with `picket-load` from this machine, waits
 # until every accepted event is processed, and reads Picket's CPU time,
-# memory and disk use from /proc and the file system.
+# memory and disk use from /proc and the file system. Then `picket-pipeline`
+# runs the digest stages in process, without HTTP, and reports each one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/picket-target}"
@@ -17,6 +18,7 @@ cargo build --release --locked -q -p picket -p picket-bench
 # PICKET_BENCH_BIN runs another build (an older commit's, for an A/B pair).
 BIN="${PICKET_BENCH_BIN:-$CARGO_TARGET_DIR/release/picket}"
 LOAD="$CARGO_TARGET_DIR/release/picket-load"
+PIPELINE="$CARGO_TARGET_DIR/release/picket-pipeline"
 TICKS=$(getconf CLK_TCK)
 WORK=$(mktemp -d /tmp/picket-bench.XXXXXX)
 trap 'pkill -f "$WORK" 2>/dev/null || true; rm -rf "$WORK"' EXIT
@@ -76,22 +78,30 @@ PY
 rows=()
 case "$mode" in
   --smoke)
-    rows+=("$(run_scenario smoke 500 5 10 8 0)") ;;
+    rows+=("$(run_scenario smoke 500 5 10 8 0)")
+    pipeline_args=(--events 500 --issues 10) ;;
   standard|--standard)
     rows+=("$(run_scenario throughput-5k 200000 5 100 32 0)")
     rows+=("$(run_scenario throughput-50k 20000 50 100 16 0)")
-    rows+=("$(run_scenario latency-1000rps 20000 5 100 16 1000)") ;;
+    rows+=("$(run_scenario latency-1000rps 20000 5 100 16 1000)")
+    pipeline_args=(--events 20000 --issues 100) ;;
   *) echo "usage: bench/run.sh [--smoke]" >&2; exit 2 ;;
 esac
+# Fails if it stores fewer events than it was given.
+pipeline_report=$("$PIPELINE" "${pipeline_args[@]}" --dir "$WORK/pipeline")
 
-python3 - "${rows[@]}" <<'PY'
+python3 - "$pipeline_report" "${rows[@]}" <<'PY'
 import json, sys
-rows = [json.loads(r) for r in sys.argv[1:]]
+pipeline = sys.argv[1]
+rows = [json.loads(r) for r in sys.argv[2:]]
 cols = ["scenario", "events", "event KB (json/gzip)", "accepted/s", "processed/s", "p50/p99/p999 ms", "CPU ms/event", "RSS idle/peak MB", "disk B/event", "start ms", "issues", "check"]
 print("| " + " | ".join(cols) + " |")
 print("|" + "---|" * len(cols))
 for r in rows:
     print("| " + " | ".join(str(r[c]) for c in cols) + " |")
+print()
+print("digest pipeline in process (picket-pipeline, this tree's build):")
+print(pipeline)
 bad = [r for r in rows if r["check"] != "ok"]
 if bad:
     print("\ncorrectness check failed:", *[r["check"] for r in bad], sep="\n  ")
