@@ -306,12 +306,13 @@ impl Aggregates {
             conn.prepare_cached("UPDATE issues SET times_seen = times_seen + ?1, first_seen = MIN(first_seen, ?2), last_seen = MAX(last_seen, ?3) WHERE id = ?4")?
                 .execute(params![n, first, last, id])?;
         }
-        for ((issue_id, k, v), (n, first, last)) in self.tags {
-            conn.prepare_cached(
-                "INSERT INTO issue_tag_values (issue_id, key, value, times_seen, first_seen, last_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (issue_id, key, value) DO UPDATE SET times_seen = times_seen + ?4, first_seen = MIN(first_seen, ?5), last_seen = MAX(last_seen, ?6)",
-            )?
-            .execute(params![issue_id, k, v, n, first, last])?;
+        let tags: Vec<_> = self.tags.into_iter().collect();
+        let mut rest = &tags[..];
+        while !rest.is_empty() {
+            let (chunk, tail) = rest.split_at(rows_per_statement(rest.len()));
+            let values = chunk.iter().flat_map(|((issue_id, k, v), (n, first, last))| -> [&dyn rusqlite::ToSql; 6] { [issue_id, k, v, n, first, last] });
+            conn.prepare_cached(&tag_upsert_sql(chunk.len()))?.execute(rusqlite::params_from_iter(values))?;
+            rest = tail;
         }
         let mut new_users: HashMap<i64, i64> = HashMap::new();
         for (issue_id, user) in self.users {
@@ -330,6 +331,29 @@ impl Aggregates {
         }
         Ok(())
     }
+}
+
+/// Tag values go in as multi-row upserts: the bind-step-reset round trip of
+/// a statement per tag value was a good part of the writer's time. Chunks
+/// are powers of two up to this, so that a handful of statement texts
+/// serve every batch (and stay in the prepared-statement cache).
+const MAX_TAG_ROWS: usize = 128;
+
+fn rows_per_statement(remaining: usize) -> usize {
+    if remaining >= MAX_TAG_ROWS {
+        MAX_TAG_ROWS
+    } else {
+        1 << remaining.ilog2()
+    }
+}
+
+fn tag_upsert_sql(rows: usize) -> String {
+    let values = vec!["(?, ?, ?, ?, ?, ?)"; rows].join(", ");
+    format!(
+        "INSERT INTO issue_tag_values (issue_id, key, value, times_seen, first_seen, last_seen) VALUES {values}
+         ON CONFLICT (issue_id, key, value) DO UPDATE SET times_seen = times_seen + excluded.times_seen,
+         first_seen = MIN(first_seen, excluded.first_seen), last_seen = MAX(last_seen, excluded.last_seen)"
+    )
 }
 
 /// What the issue list shows without loading an event (Sentry's `metadata`).

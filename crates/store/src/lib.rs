@@ -120,6 +120,8 @@ impl Store {
         // file by default, about 50 KB of write() per stored event. In memory
         // it is a memcpy (the journal lives only until the job's RELEASE).
         conn.pragma_update(None, "temp_store", "MEMORY")?;
+        // The digest alone uses about 25 statement texts (rusqlite keeps 16 by default).
+        conn.set_prepared_statement_cache_capacity(64);
         conn.pragma_update(None, "synchronous", match durability {
             Durability::Full => "FULL",
             Durability::Normal => "NORMAL",

@@ -148,6 +148,36 @@ fn an_event_id_is_stored_once_per_project() {
 }
 
 #[test]
+fn tag_counts_add_up_across_batches_and_statement_chunks() {
+    let (store, dir) = temp_store("tag-chunks");
+    let pid = project(&store);
+    // 140 tags an event: more than one multi-row upsert (128 rows) plus a remainder.
+    let tags: serde_json::Map<String, serde_json::Value> = (0..140).map(|i| (format!("k{i}"), serde_json::Value::from(format!("v{i}")))).collect();
+    let event = serde_json::json!({"message": "boom", "tags": tags}).to_string();
+    let digest = |ids: Vec<String>, received: f64| {
+        let processed: Vec<_> = ids
+            .iter()
+            .enumerate()
+            .map(|(n, id)| process_envelope(&Origin { queue_id: n as i64 + 1, project_id: pid, received, ..Origin::default() }, &envelope(id, &event)))
+            .collect();
+        let prepared = digest::prepare(processed);
+        store.write_blocking(move |c| digest::apply(c, &prepared)).unwrap()
+    };
+    let first = digest(vec!["c1".repeat(16), "c2".repeat(16)], 1_700_000_000.0);
+    digest(vec!["c3".repeat(16)], 1_700_000_100.0);
+    let issue = first[0].issue_id;
+    for i in [0, 77, 127, 128, 139] {
+        let key = format!("k{i}");
+        let values = store.read(move |c| query::tag_values(c, issue, &key, 10)).unwrap();
+        assert_eq!(values.len(), 1, "k{i}");
+        assert_eq!((values[0].value.as_str(), values[0].times_seen), (format!("v{i}").as_str(), 3), "k{i}");
+        assert!(values[0].first_seen < values[0].last_seen, "k{i}: first and last seen come from different batches");
+    }
+    store.close();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
 fn search_parsing() {
     use query::IssueSearch;
     let s = IssueSearch::parse(r#"is:resolved level:error !browser:"Firefox 1" free "two words""#).unwrap();
