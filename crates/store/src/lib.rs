@@ -264,7 +264,24 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
     }
 }
 
+/// Turns off SQLite's allocation statistics, once, before its first use:
+/// with them on, every `sqlite3_malloc` and `free` (about 200 per stored
+/// event) takes a global mutex to keep counts that Picket never reads.
+fn configure_sqlite() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: sqlite3_config is only valid before sqlite3_initialize;
+        // this runs before the first connection opens (it answers
+        // SQLITE_MISUSE, harmlessly, if someone else initialized SQLite).
+        let rc = unsafe { rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0 as std::os::raw::c_int) };
+        if rc != rusqlite::ffi::SQLITE_OK {
+            tracing::debug!(rc, "SQLite was initialized already; its allocation statistics stay on");
+        }
+    });
+}
+
 fn open_connection(path: &Path) -> Result<Connection> {
+    configure_sqlite();
     let conn = Connection::open(path).map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
