@@ -71,6 +71,7 @@ fn event_id(n: u64) -> String {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    anyhow::ensure!(args.events > 0 && args.issues > 0 && args.batch > 0, "--events, --issues and --batch must be at least 1");
     let durability = match args.durability.as_str() {
         "full" => Durability::Full,
         "normal" => Durability::Normal,

@@ -71,16 +71,20 @@ thread_local! {
 /// and length are checked; anything after the last member is an error.
 pub fn gunzip(input: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
     let corrupt = |why: &str| DecodeError::Corrupt { encoding: "gzip", source: std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_string()) };
-    // Start with room for a typical ratio; growth is bounded by the limit.
-    let mut out: Vec<u8> = Vec::with_capacity(input.len().saturating_mul(4).max(1024).min(limit.saturating_add(1)));
     let mut rest = input;
     if rest.is_empty() {
         return Err(corrupt("empty body"));
     }
+    let mut out: Vec<u8> = Vec::new();
     INFLATE.with(|state| {
         let mut inflate = state.borrow_mut();
         while !rest.is_empty() {
             rest = skip_gzip_header(rest).ok_or_else(|| corrupt("invalid gzip header"))?;
+            if out.capacity() == 0 {
+                // Room for a typical ratio once the header is good (not for
+                // junk); growth below stays within the limit.
+                out.reserve_exact(input.len().saturating_mul(4).clamp(1024, 1 << 20).min(limit.saturating_add(1)));
+            }
             inflate.reset(false);
             let start = out.len();
             let before_in = inflate.total_in();
@@ -90,7 +94,7 @@ pub fn gunzip(input: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
                         return Err(DecodeError::TooLarge { limit });
                     }
                     // Double, within the limit (one byte over it tells a bomb).
-                    out.reserve_exact(out.capacity().max(1024).min(limit + 1 - out.len()));
+                    out.reserve_exact(out.capacity().max(1024).min(limit.saturating_add(1) - out.len()));
                 }
                 let (in_before, out_before) = (inflate.total_in(), out.len());
                 let consumed = (in_before - before_in) as usize;
@@ -150,7 +154,15 @@ fn skip_gzip_header(b: &[u8]) -> Option<&[u8]> {
         }
     }
     if flags & FHCRC != 0 {
-        rest = rest.get(2..)?;
+        // The low 16 bits of the CRC-32 of the header before it (RFC 1952 2.3.1).
+        let header = &b[..b.len() - rest.len()];
+        let stored = u16::from_le_bytes([*rest.first()?, *rest.get(1)?]);
+        let mut crc = flate2::Crc::new();
+        crc.update(header);
+        if crc.sum() as u16 != stored {
+            return None;
+        }
+        rest = &rest[2..];
     }
     Some(rest)
 }
@@ -215,10 +227,15 @@ mod tests {
         let mut e = flate2::GzBuilder::new().extra(b"xy".to_vec()).filename("a.json").comment("c").write(Vec::new(), flate2::Compression::fast());
         e.write_all(&a).unwrap();
         let mut full = e.finish().unwrap();
-        full[3] |= 2; // FHCRC: two header bytes after the comment
+        full[3] |= 2; // FHCRC: the header's CRC-16 after the comment
         let header_end = 10 + 2 + 2 + b"a.json\0".len() + b"c\0".len();
-        full.splice(header_end..header_end, [0u8, 0]);
+        let mut crc = flate2::Crc::new();
+        crc.update(&full[..header_end]);
+        let mut wrong = full.clone();
+        full.splice(header_end..header_end, (crc.sum() as u16).to_le_bytes());
         assert_eq!(gunzip(&full, 1 << 20).unwrap(), a);
+        wrong.splice(header_end..header_end, (crc.sum() as u16 ^ 1).to_le_bytes());
+        assert!(matches!(gunzip(&wrong, 1 << 20), Err(DecodeError::Corrupt { .. })), "a wrong header CRC");
         let good = gzip(&a);
         let n = good.len();
         let mut bad_crc = good.clone();

@@ -174,6 +174,8 @@ type ProjectInput = (Project, Arc<ProjectPlugins>, Arc<Vec<(i64, String, String)
 
 /// Everything a batch needs about one job, read at once.
 struct JobInput {
+    /// The event came from the digest's hand-off (built on the digest thread).
+    handed_off: bool,
     job: PostProcessJob,
     project: Project,
     issue: Issue,
@@ -246,6 +248,7 @@ async fn run_batch(state: &AppState, batch: Vec<Work>) -> picket_store::Result<(
             let (mut inputs, mut gone) = (Vec::new(), Vec::new());
             for Work { job, event } in batch {
                 // The issue or event may have been deleted since: nothing to run then.
+                let handed_off = event.is_some();
                 let event = match event {
                     Some(e) => Some(e),
                     None => query::event(c, job.project_id, &job.event_id)?.map(|e| Event::from_data(job.project_id, e.data.as_object().cloned().unwrap_or_default())),
@@ -263,16 +266,31 @@ async fn run_batch(state: &AppState, batch: Vec<Work>) -> picket_store::Result<(
                         slot.insert((project, plugins, members)).clone()
                     }
                 };
-                inputs.push(JobInput { job, project, issue, event, plugins, members });
+                inputs.push(JobInput { handed_off, job, project, issue, event, plugins, members });
             }
             issues.clear();
             Ok((inputs, gone))
         })
         .await?;
     let st = state.clone();
-    let (mut outcomes, events): (Vec<_>, Vec<Event>) = tokio::task::spawn_blocking(move || inputs.into_iter().map(|input| run_job(&st, input)).unzip())
-        .await
-        .map_err(|e| picket_store::StoreError::Invalid(format!("post-process task failed: {e}")))?;
+    let (mut outcomes, events): (Vec<_>, Vec<Event>) = tokio::task::spawn_blocking(move || {
+        let mut events = Vec::new();
+        let outcomes = inputs
+            .into_iter()
+            .map(|input| {
+                let handed_off = input.handed_off;
+                let (outcome, event) = run_job(&st, input);
+                // Events read back by the scan were built here: free them here.
+                if handed_off {
+                    events.push(event);
+                }
+                outcome
+            })
+            .collect();
+        (outcomes, events)
+    })
+    .await
+    .map_err(|e| picket_store::StoreError::Invalid(format!("post-process task failed: {e}")))?;
     state.digest_thread.release(events);
     outcomes.extend(gone.into_iter().map(|job| (job, Vec::new())));
     state
@@ -289,7 +307,7 @@ async fn run_batch(state: &AppState, batch: Vec<Work>) -> picket_store::Result<(
 /// Runs one job's plugins; returns the retries to schedule as (slug, attempts,
 /// when, error), and the event, to be freed where it was built.
 fn run_job(state: &AppState, input: JobInput) -> ((PostProcessJob, Vec<(String, u32, f64, String)>), Event) {
-    let JobInput { job, project, issue, event, plugins, members } = input;
+    let JobInput { handed_off: _, job, project, issue, event, plugins, members } = input;
     let mut retries = Vec::new();
     let attempt = job.attempts + 1;
     // One context for every plugin: only the plugin's own parts change between calls.

@@ -163,10 +163,12 @@ impl<'a> SeenEvents<'a> {
         for (project_id, ids) in by_project.into_iter().filter(|(_, ids)| !ids.is_empty()) {
             let list = serde_json::to_string(&ids).unwrap_or_default();
             let mut rows = st.query(params![project_id, list])?;
+            let mut batch_ids: Option<std::collections::HashSet<&'a str>> = None;
             while let Some(row) = rows.next()? {
                 let stored: String = row.get(0)?;
                 // Borrow the batch's own copy of the id, so that the set owns nothing.
-                if let Some(id) = ids.iter().find(|id| **id == stored) {
+                let batch_ids = batch_ids.get_or_insert_with(|| ids.iter().copied().collect());
+                if let Some(id) = batch_ids.get(stored.as_str()) {
                     seen.ids.insert((project_id, id));
                 }
             }

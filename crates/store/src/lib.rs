@@ -115,11 +115,6 @@ impl Store {
         }
         let mut conn = open_connection(path)?;
         conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
-        // Every job runs in a savepoint, and SQLite copies each page a
-        // savepoint modifies into a statement journal first: in a temporary
-        // file by default, about 50 KB of write() per stored event. In memory
-        // it is a memcpy (the journal lives only until the job's RELEASE).
-        conn.pragma_update(None, "temp_store", "MEMORY")?;
         // The digest alone uses about 25 statement texts (rusqlite keeps 16 by default).
         conn.set_prepared_statement_cache_capacity(64);
         conn.pragma_update(None, "synchronous", match durability {
@@ -264,18 +259,32 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
     }
 }
 
-/// Turns off SQLite's allocation statistics, once, before its first use:
-/// with them on, every `sqlite3_malloc` and `free` (about 200 per stored
-/// event) takes a global mutex to keep counts that Picket never reads.
+/// Statement journals up to this size stay in memory. Every write job runs in
+/// a savepoint, and SQLite first copies each page the savepoint modifies into
+/// a statement journal, which spills to a temporary file past 64 KiB by
+/// default: about 50 KB of write() per stored event. A digest batch's journal
+/// fits in this; a bigger job (deleting a large issue) still spills to disk.
+const STATEMENT_JOURNAL_IN_MEMORY: std::os::raw::c_int = 64 << 20;
+
+/// Process-wide SQLite settings, once, before SQLite's first use:
+/// - statement journals in memory up to [`STATEMENT_JOURNAL_IN_MEMORY`];
+/// - no allocation statistics: with them on, every `sqlite3_malloc` and
+///   `free` (about 200 per stored event) takes a global mutex to keep counts
+///   that Picket never reads.
 fn configure_sqlite() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
+        use rusqlite::ffi;
         // SAFETY: sqlite3_config is only valid before sqlite3_initialize;
         // this runs before the first connection opens (it answers
         // SQLITE_MISUSE, harmlessly, if someone else initialized SQLite).
-        let rc = unsafe { rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0 as std::os::raw::c_int) };
-        if rc != rusqlite::ffi::SQLITE_OK {
-            tracing::debug!(rc, "SQLite was initialized already; its allocation statistics stay on");
+        // Both options take one int.
+        let settings = [(ffi::SQLITE_CONFIG_STMTJRNL_SPILL, STATEMENT_JOURNAL_IN_MEMORY, "statement journal spill size"), (ffi::SQLITE_CONFIG_MEMSTATUS, 0, "allocation statistics")];
+        for (option, value, what) in settings {
+            let rc = unsafe { ffi::sqlite3_config(option, value) };
+            if rc != ffi::SQLITE_OK {
+                tracing::debug!(rc, setting = what, "SQLite was initialized already; this setting keeps its default");
+            }
         }
     });
 }
