@@ -264,7 +264,10 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
 /// a statement journal, which spills to a temporary file past 64 KiB by
 /// default: about 50 KB of write() per stored event. A digest batch's journal
 /// fits in this; a bigger job (deleting a large issue) still spills to disk.
-const STATEMENT_JOURNAL_IN_MEMORY: std::os::raw::c_int = 64 << 20;
+/// SQLite allocates the in-memory journal as one block of this size: at
+/// 64 MiB glibc served every one with mmap and munmap (one pair per job,
+/// twice the system time); up to 32 MiB its heap reuses the block.
+const STATEMENT_JOURNAL_IN_MEMORY: std::os::raw::c_int = 16 << 20;
 
 /// Process-wide SQLite settings, once, before SQLite's first use:
 /// - statement journals in memory up to [`STATEMENT_JOURNAL_IN_MEMORY`];
