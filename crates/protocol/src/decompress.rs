@@ -70,66 +70,69 @@ thread_local! {
 /// a body may be several, as from `cat a.gz b.gz`). Every member's CRC-32
 /// and length are checked; anything after the last member is an error.
 pub fn gunzip(input: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
-    let corrupt = |why: &str| DecodeError::Corrupt { encoding: "gzip", source: std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_string()) };
-    let mut rest = input;
-    if rest.is_empty() {
-        return Err(corrupt("empty body"));
+    if input.is_empty() {
+        return Err(gzip_corrupt("empty body"));
     }
     let mut out: Vec<u8> = Vec::new();
+    let mut rest = input;
     INFLATE.with(|state| {
         let mut inflate = state.borrow_mut();
         while !rest.is_empty() {
-            rest = skip_gzip_header(rest).ok_or_else(|| corrupt("invalid gzip header"))?;
+            rest = skip_gzip_header(rest).ok_or_else(|| gzip_corrupt("invalid gzip header"))?;
             if out.capacity() == 0 {
                 // Room for a typical ratio once the header is good (not for
-                // junk); growth below stays within the limit.
+                // junk); growth in `inflate_member` stays within the limit.
                 out.reserve_exact(input.len().saturating_mul(4).clamp(1024, 1 << 20).min(limit.saturating_add(1)));
             }
-            inflate.reset(false);
             let start = out.len();
-            let before_in = inflate.total_in();
-            loop {
-                if out.len() == out.capacity() {
-                    if out.len() > limit {
-                        return Err(DecodeError::TooLarge { limit });
-                    }
-                    // Double, within the limit (one byte over it tells a bomb).
-                    out.reserve_exact(out.capacity().max(1024).min(limit.saturating_add(1) - out.len()));
-                }
-                let (in_before, out_before) = (inflate.total_in(), out.len());
-                let consumed = (in_before - before_in) as usize;
-                let status = inflate
-                    .decompress_vec(&rest[consumed..], &mut out, flate2::FlushDecompress::None)
-                    .map_err(|e| DecodeError::Corrupt { encoding: "gzip", source: std::io::Error::new(std::io::ErrorKind::InvalidData, e) })?;
-                if out.len() > limit {
-                    return Err(DecodeError::TooLarge { limit });
-                }
-                if status == flate2::Status::StreamEnd {
-                    break;
-                }
-                // With room left to write, no progress means the input ended
-                // inside the stream.
-                if inflate.total_in() == in_before && out.len() == out_before && out.len() < out.capacity() {
-                    return Err(corrupt("unexpected end of gzip data"));
-                }
-            }
-            rest = &rest[(inflate.total_in() - before_in) as usize..];
-            let trailer = rest.get(..8).ok_or_else(|| corrupt("gzip member ends without its CRC and length"))?;
+            rest = &rest[inflate_member(&mut inflate, rest, &mut out, limit)?..];
+            let trailer = rest.get(..8).ok_or_else(|| gzip_corrupt("gzip member ends without its CRC and length"))?;
             let mut crc = flate2::Crc::new();
             crc.update(&out[start..]);
-            let expected_crc = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
-            let expected_len = u32::from_le_bytes([trailer[4], trailer[5], trailer[6], trailer[7]]);
-            if crc.sum() != expected_crc {
-                return Err(corrupt("gzip CRC-32 mismatch"));
+            if crc.sum() != u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]) {
+                return Err(gzip_corrupt("gzip CRC-32 mismatch"));
             }
-            if (out.len() - start) as u32 != expected_len {
-                return Err(corrupt("gzip length mismatch"));
+            if (out.len() - start) as u32 != u32::from_le_bytes([trailer[4], trailer[5], trailer[6], trailer[7]]) {
+                return Err(gzip_corrupt("gzip length mismatch"));
             }
             rest = &rest[8..];
         }
         Ok(())
     })?;
     Ok(out)
+}
+
+/// Inflates one member's deflate stream from the start of `input` onto
+/// `out`, within `limit`; returns how many bytes of `input` it took.
+fn inflate_member(inflate: &mut flate2::Decompress, input: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<usize, DecodeError> {
+    inflate.reset(false);
+    let base = inflate.total_in();
+    let used = |inflate: &flate2::Decompress| (inflate.total_in() - base) as usize;
+    loop {
+        if out.len() == out.capacity() {
+            if out.len() > limit {
+                return Err(DecodeError::TooLarge { limit });
+            }
+            // Double, within the limit (one byte over it tells a bomb).
+            out.reserve_exact(out.capacity().max(1024).min(limit.saturating_add(1) - out.len()));
+        }
+        let (used_before, len_before) = (used(inflate), out.len());
+        let status = inflate.decompress_vec(&input[used_before..], out, flate2::FlushDecompress::None).map_err(gzip_corrupt)?;
+        if out.len() > limit {
+            return Err(DecodeError::TooLarge { limit });
+        }
+        if status == flate2::Status::StreamEnd {
+            return Ok(used(inflate));
+        }
+        // With room left to write, no progress means the input ended inside the stream.
+        if used(inflate) == used_before && out.len() == len_before && out.len() < out.capacity() {
+            return Err(gzip_corrupt("unexpected end of gzip data"));
+        }
+    }
+}
+
+fn gzip_corrupt(why: impl std::fmt::Display) -> DecodeError {
+    DecodeError::Corrupt { encoding: "gzip", source: std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_string()) }
 }
 
 /// The bytes after a gzip member header, or `None` if it is not one.

@@ -56,7 +56,7 @@ pub fn prepare(batch: Vec<ProcessedEnvelope>) -> Vec<PreparedBatchItem> {
             }
             let blob = crate::compress(&buf);
             // Keep up to 1 MiB between events, not the largest event's size.
-            buf.truncate(0);
+            buf.clear();
             buf.shrink_to(1 << 20);
             blob
         })

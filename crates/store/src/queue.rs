@@ -109,7 +109,7 @@ pub fn fetch(conn: &Connection, after: i64, limit: usize, in_memory: &mut dyn Fn
                 let blob = r.get_ref(5)?.as_blob().map_err(rusqlite::Error::from)?;
                 // Ingest decoded the same bytes within its envelope limit.
                 let decoded = match encoding.as_str() {
-                    GZIP => picket_protocol::decompress::decode(GZIP, blob, picket_protocol::limits::MAX_ENVELOPE_SIZE)
+                    GZIP => picket_protocol::decompress::gunzip(blob, picket_protocol::limits::MAX_ENVELOPE_SIZE)
                         .map_err(|e| crate::StoreError::Invalid(format!("corrupt queued body: {e}"))),
                     _ => crate::decompress(blob),
                 };

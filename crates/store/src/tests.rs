@@ -21,6 +21,20 @@ fn envelope(event_id: &str, event: &str) -> Vec<u8> {
     format!("{{\"event_id\":\"{event_id}\"}}\n{{\"type\":\"event\"}}\n{event}\n").into_bytes()
 }
 
+/// Processes and stores one batch of events given as (project, event id,
+/// received, payload), as the digest does; returns the stored ones' outcomes.
+fn digest_events(store: &Store, events: &[(i64, &str, f64, &str)]) -> Vec<digest::EventOutcome> {
+    let processed: Vec<_> = events
+        .iter()
+        .enumerate()
+        .map(|(n, (project_id, id, received, payload))| {
+            process_envelope(&Origin { queue_id: n as i64 + 1, project_id: *project_id, received: *received, ..Origin::default() }, &envelope(id, payload))
+        })
+        .collect();
+    let prepared = digest::prepare(processed);
+    store.write_blocking(move |c| digest::apply(c, &prepared)).unwrap()
+}
+
 #[test]
 fn a_failing_job_rolls_back_alone() {
     let (store, dir) = temp_store("savepoint");
@@ -126,13 +140,8 @@ fn an_event_id_is_stored_once_per_project() {
     let api = store.write_blocking(|c| Ok(accounts::create_project(c, "acme", "api", "API", None)?.0.id)).unwrap();
     let (a, b) = ("a1".repeat(16), "b2".repeat(16));
     let digest = |batch: Vec<(i64, &str)>| {
-        let processed: Vec<_> = batch
-            .iter()
-            .enumerate()
-            .map(|(n, (pid, id))| process_envelope(&Origin { queue_id: n as i64 + 1, project_id: *pid, received: now(), ..Origin::default() }, &envelope(id, r#"{"message": "boom"}"#)))
-            .collect();
-        let prepared = digest::prepare(processed);
-        store.write_blocking(move |c| digest::apply(c, &prepared)).unwrap().into_iter().map(|o| (o.project_id, o.event_id)).collect::<Vec<_>>()
+        let events: Vec<_> = batch.into_iter().map(|(pid, id)| (pid, id, now(), r#"{"message": "boom"}"#)).collect();
+        digest_events(&store, &events).into_iter().map(|o| (o.project_id, o.event_id)).collect::<Vec<_>>()
     };
     assert_eq!(digest(vec![(web, &a)]), vec![(web, a.clone())]);
     // A later batch: `a` again (an SDK retry), `b` twice in the batch, and
@@ -154,17 +163,9 @@ fn tag_counts_add_up_across_batches_and_statement_chunks() {
     // 140 tags an event: more than one multi-row upsert (128 rows) plus a remainder.
     let tags: serde_json::Map<String, serde_json::Value> = (0..140).map(|i| (format!("k{i}"), serde_json::Value::from(format!("v{i}")))).collect();
     let event = serde_json::json!({"message": "boom", "tags": tags}).to_string();
-    let digest = |ids: Vec<String>, received: f64| {
-        let processed: Vec<_> = ids
-            .iter()
-            .enumerate()
-            .map(|(n, id)| process_envelope(&Origin { queue_id: n as i64 + 1, project_id: pid, received, ..Origin::default() }, &envelope(id, &event)))
-            .collect();
-        let prepared = digest::prepare(processed);
-        store.write_blocking(move |c| digest::apply(c, &prepared)).unwrap()
-    };
-    let first = digest(vec!["c1".repeat(16), "c2".repeat(16)], 1_700_000_000.0);
-    digest(vec!["c3".repeat(16)], 1_700_000_100.0);
+    let (c1, c2, c3) = ("c1".repeat(16), "c2".repeat(16), "c3".repeat(16));
+    let first = digest_events(&store, &[(pid, &c1, 1_700_000_000.0, &event), (pid, &c2, 1_700_000_000.0, &event)]);
+    digest_events(&store, &[(pid, &c3, 1_700_000_100.0, &event)]);
     let issue = first[0].issue_id;
     for i in [0, 77, 127, 128, 139] {
         let key = format!("k{i}");
