@@ -153,81 +153,158 @@ pub(crate) fn exception_component(exc: &Value, platform: &str, variant: Variant)
 
 /// Frame components joined; `None` when no frame contributes.
 pub(crate) fn frames_component(frames: &[Value], platform: &str, variant: Variant) -> Option<String> {
-    let any_in_app = frames.iter().any(|f| f.get("in_app").and_then(Value::as_bool) == Some(true));
-    let mut parts: Vec<String> = Vec::new();
-    let mut previous: Option<&Value> = None;
-    for frame in frames {
-        if variant == Variant::App && any_in_app && frame.get("in_app").and_then(Value::as_bool) != Some(true) {
+    // Each frame's fields are read in one pass over its keys: this runs for
+    // every frame of every event, twice (both variants), and a lookup per
+    // field was most of grouping's cost.
+    let frames: Vec<FrameFields<'_>> = frames.iter().map(FrameFields::of).collect();
+    let any_in_app = frames.iter().any(|f| f.in_app == Some(true));
+    let mut out = String::new();
+    let mut previous: Option<&FrameFields<'_>> = None;
+    for frame in &frames {
+        if variant == Variant::App && any_in_app && frame.in_app != Some(true) {
             continue;
         }
-        if previous.is_some_and(|p| same_location(p, frame)) {
+        if previous.is_some_and(|p| p.same_location(frame)) {
             continue; // recursion: the same frame again adds nothing
         }
         previous = Some(frame);
-        let frame_platform = frame.get("platform").and_then(Value::as_str).unwrap_or(platform);
-        if let Some(c) = frame_component(frame, frame_platform) {
-            parts.push(c);
+        let frame_platform = frame.platform.and_then(Value::as_str).unwrap_or(platform);
+        let mark = out.len();
+        if !out.is_empty() {
+            out.push('\u{1c}');
+        }
+        if !frame_component(frame, frame_platform, &mut out) {
+            out.truncate(mark);
         }
     }
-    (!parts.is_empty()).then(|| parts.join("\u{1c}"))
+    (!out.is_empty()).then_some(out)
 }
 
-fn same_location(a: &Value, b: &Value) -> bool {
-    // The fields that differ most often between neighbouring frames first:
-    // this runs for every frame, and usually stops at the first key.
-    ["lineno", "function", "colno", "filename", "module", "abs_path", "package"].iter().all(|k| a.get(*k) == b.get(*k))
+/// The fields of a frame that grouping reads.
+#[derive(Default)]
+struct FrameFields<'a> {
+    abs_path: Option<&'a Value>,
+    colno: Option<&'a Value>,
+    context_line: Option<&'a Value>,
+    filename: Option<&'a Value>,
+    function: Option<&'a Value>,
+    in_app: Option<bool>,
+    lineno: Option<&'a Value>,
+    module: Option<&'a Value>,
+    package: Option<&'a Value>,
+    platform: Option<&'a Value>,
+    raw_function: Option<&'a Value>,
 }
 
-fn frame_component(frame: &Value, platform: &str) -> Option<String> {
-    let s = |k: &str| frame.get(k).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
-    let is_js = matches!(platform, "javascript" | "node");
-    let abs_path = s("abs_path").unwrap_or_default();
-    if is_js && matches!(abs_path, "[native code]" | "native code" | "eval code" | "<anonymous>") {
-        return None;
+impl<'a> FrameFields<'a> {
+    fn of(frame: &'a Value) -> FrameFields<'a> {
+        let mut f = FrameFields::default();
+        for (key, value) in frame.as_object().into_iter().flatten() {
+            match key.as_str() {
+                "abs_path" => f.abs_path = Some(value),
+                "colno" => f.colno = Some(value),
+                "context_line" => f.context_line = Some(value),
+                "filename" => f.filename = Some(value),
+                "function" => f.function = Some(value),
+                "in_app" => f.in_app = value.as_bool(),
+                "lineno" => f.lineno = Some(value),
+                "module" => f.module = Some(value),
+                "package" => f.package = Some(value),
+                "platform" => f.platform = Some(value),
+                "raw_function" => f.raw_function = Some(value),
+                _ => {}
+            }
+        }
+        f
     }
-    let module = s("module").map(normalize_module);
-    let filename = s("filename").or(s("abs_path")).filter(|_| {
+
+    fn same_location(&self, other: &FrameFields<'_>) -> bool {
+        // The fields that differ most often between neighbouring frames first.
+        self.lineno == other.lineno
+            && self.function == other.function
+            && self.colno == other.colno
+            && self.filename == other.filename
+            && self.module == other.module
+            && self.abs_path == other.abs_path
+            && self.package == other.package
+    }
+}
+
+/// A string field, trimmed; `None` when missing, not a string or blank.
+fn text(v: Option<&Value>) -> Option<&str> {
+    v.and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// Appends the frame's component (location, function, context line) to
+/// `out`; false when the frame contributes nothing (`out` may then hold part
+/// of it: the caller truncates).
+fn frame_component(frame: &FrameFields<'_>, platform: &str, out: &mut String) -> bool {
+    let is_js = matches!(platform, "javascript" | "node");
+    let abs_path = text(frame.abs_path).unwrap_or_default();
+    if is_js && matches!(abs_path, "[native code]" | "native code" | "eval code" | "<anonymous>") {
+        return false;
+    }
+    let module = text(frame.module).map(normalize_module);
+    let filename = text(frame.filename).or(text(frame.abs_path)).filter(|_| {
         // URLs carry build hashes and hosts: not a stable identity.
         !(is_js && (abs_path.starts_with("http://") || abs_path.starts_with("https://") || abs_path.starts_with("blob:")))
             && !matches!(abs_path, "<anonymous>" | "[native code]")
     });
-    let location = module.or_else(|| filename.map(|f| f.rsplit(['/', '\\']).next().unwrap_or(f).to_lowercase()));
-    let function = s("function").or(s("raw_function")).and_then(|f| normalize_function(f, is_js));
-    let context = if CONTEXT_LINE_PLATFORMS.contains(&platform) {
-        s("context_line").filter(|l| l.len() <= MAX_CONTEXT_LINE).map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-    } else {
-        None
-    };
-    if location.is_none() && function.is_none() && context.is_none() {
-        return None;
+    let function = text(frame.function).or(text(frame.raw_function)).and_then(|f| normalize_function(f, is_js));
+    let context =
+        if CONTEXT_LINE_PLATFORMS.contains(&platform) { text(frame.context_line).filter(|l| l.len() <= MAX_CONTEXT_LINE) } else { None };
+    if module.is_none() && filename.is_none() && function.is_none() && context.is_none() {
+        return false;
     }
-    Some(format!("{}\u{1f}{}\u{1f}{}", location.unwrap_or_default(), function.unwrap_or_default(), context.unwrap_or_default()))
+    match (module, filename) {
+        (Some(module), _) => out.push_str(&module),
+        (None, Some(file)) => {
+            let base = file.rsplit(['/', '\\']).next().unwrap_or(file);
+            if base.is_ascii() {
+                out.extend(base.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+            } else {
+                out.push_str(&base.to_lowercase());
+            }
+        }
+        (None, None) => {}
+    }
+    out.push('\u{1f}');
+    out.push_str(function.unwrap_or_default());
+    out.push('\u{1f}');
+    // Whitespace runs collapse to one space: indentation changes are not a new problem.
+    for (i, word) in context.into_iter().flat_map(str::split_whitespace).enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    true
 }
 
 /// Generated class names (Java lambdas, proxies) change between builds.
-fn normalize_module(m: &str) -> String {
+fn normalize_module(m: &str) -> std::borrow::Cow<'_, str> {
     static GENERATED: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
         regex::Regex::new(r"\$\$Lambda\$[^.]*|GeneratedMethodAccessor\d+|\$\$EnhancerByCGLIB\$\$[0-9a-f]+|\$fn__\d+").expect("static regex")
     });
     // Every pattern has a `$` or "GeneratedMethodAccessor": most modules have neither.
     if !m.contains('$') && !m.contains("GeneratedMethodAccessor") {
-        return m.to_string();
+        return m.into();
     }
-    GENERATED.replace_all(m, "<auto>").into_owned()
+    GENERATED.replace_all(m, "<auto>")
 }
 
-fn normalize_function(f: &str, is_js: bool) -> Option<String> {
+fn normalize_function(f: &str, is_js: bool) -> Option<&str> {
     if is_js {
         if matches!(f, "?" | "<anonymous>" | "<anonymous function>" | "Anonymous function") || f.ends_with("/<") {
             return None;
         }
         // `Object.foo` / `Module.exports.foo` → `foo`: the receiver varies.
-        return Some(f.rsplit('.').next().unwrap_or(f).to_string());
+        return Some(f.rsplit('.').next().unwrap_or(f));
     }
     if f.starts_with("lambda$") || f == "<redacted>" || f == "<unknown>" {
         return None;
     }
-    Some(f.to_string())
+    Some(f)
 }
 
 #[cfg(test)]
