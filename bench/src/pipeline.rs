@@ -114,8 +114,13 @@ fn main() -> Result<()> {
             .collect();
         process += t.elapsed();
         let t = Instant::now();
-        let items = digest::prepare(processed);
+        let items = digest::prepare(processed, store.dictionaries());
         prepare += t.elapsed();
+        // As the server does once a project has enough events (not timed:
+        // the server trains on another thread, once per project).
+        if let Some((project_id, samples)) = store.dictionaries().take_samples() {
+            picket_store::dictionary::train_and_install(&store, project_id, samples)?;
+        }
         let t = Instant::now();
         // Like the server, take the batch back from the writer: its events go
         // on to post-processing and are freed there, not on the writer thread.

@@ -308,6 +308,7 @@ async fn read_and_process(state: &AppState, cpu: &CpuThread, after: i64) -> pick
     let n = rows.len();
     let bytes = rows.iter().map(|r| r.envelope.body.len()).sum();
     let registry = state.plugins.registry;
+    let dictionaries = state.store.dictionaries().clone();
     let items = cpu
         .run(move || {
             let processed = rows
@@ -327,9 +328,17 @@ async fn read_and_process(state: &AppState, cpu: &CpuThread, after: i64) -> pick
                     process_envelope_with(&origin, &row.envelope.body, registry, project_hooks)
                 })
                 .collect::<Vec<_>>();
-            picket_store::digest::prepare(processed)
+            picket_store::digest::prepare(processed, &dictionaries)
         })
         .await
         .map_err(|e| picket_store::StoreError::Invalid(format!("digest task failed: {e}")))?;
+    if let Some((project_id, samples)) = state.store.dictionaries().take_samples() {
+        // Off the digest thread: training takes a few hundred milliseconds.
+        let store = state.store.clone();
+        tokio::task::spawn_blocking(move || match picket_store::dictionary::train_and_install(&store, project_id, samples) {
+            Ok(id) => tracing::info!(project_id, dictionary = id, "trained a zstd dictionary for the project's events"),
+            Err(e) => tracing::warn!(project_id, error = %e, "no zstd dictionary for the project's events yet; it will sample again"),
+        });
+    }
     Ok(Some((last, Batch { items, rows: n, bytes })))
 }

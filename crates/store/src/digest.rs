@@ -9,6 +9,7 @@ use picket_core::NormalizedEvent;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;
 
+use crate::dictionary::Dictionaries;
 use crate::Result;
 
 /// What happened to an event in the batch; plugins' `post_process` reads this.
@@ -39,14 +40,15 @@ impl PreparedBatchItem {
     }
 }
 
-/// Serializes and compresses what [`apply`] will store (CPU work, off the writer).
-pub fn prepare(batch: Vec<ProcessedEnvelope>) -> Vec<PreparedBatchItem> {
+/// Serializes and compresses what [`apply`] will store (CPU work, off the
+/// writer): events with their project's dictionary, when it has one.
+pub fn prepare(batch: Vec<ProcessedEnvelope>, dictionaries: &Dictionaries) -> Vec<PreparedBatchItem> {
     thread_local! {
         // One buffer per thread for the JSON before compression: a fresh
         // `Vec` per event grew by doubling, a copy each time.
         static JSON: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    let blob = |ev: &NormalizedEvent| {
+    let blob = |project_id: Option<i64>, ev: &NormalizedEvent| {
         JSON.with(|buf| {
             let mut buf = buf.borrow_mut();
             buf.clear();
@@ -54,7 +56,10 @@ pub fn prepare(batch: Vec<ProcessedEnvelope>) -> Vec<PreparedBatchItem> {
             if serde_json::to_writer(&mut *buf, &ev.data).is_err() {
                 buf.clear();
             }
-            let blob = crate::compress(&buf);
+            let blob = match project_id {
+                Some(project_id) => dictionaries.compress_event(project_id, &buf),
+                None => crate::compress(&buf),
+            };
             // Keep up to 1 MiB between events, not the largest event's size.
             buf.clear();
             buf.shrink_to(1 << 20);
@@ -64,8 +69,9 @@ pub fn prepare(batch: Vec<ProcessedEnvelope>) -> Vec<PreparedBatchItem> {
     batch
         .into_iter()
         .map(|env| PreparedBatchItem {
-            event_blobs: env.events.iter().map(blob).collect(),
-            transaction_blobs: env.transactions.iter().map(blob).collect(),
+            event_blobs: env.events.iter().map(|ev| blob(Some(env.project_id), ev)).collect(),
+            // Transactions are another shape: an event dictionary would not fit them.
+            transaction_blobs: env.transactions.iter().map(|tx| blob(None, tx)).collect(),
             env,
         })
         .collect()

@@ -12,6 +12,7 @@
 //! - [`accounts`]: users, organizations, projects, keys, API tokens.
 //! - [`queue`]: the durable queue between ingest and digest.
 //! - [`digest`]: applying a processed batch (events, issues, counters) atomically.
+//! - [`dictionary`]: per-project zstd dictionaries for stored events.
 //! - [`query`]: reads for the API (issues with search, events, tags).
 //! - [`plugins`]: plugin options and enablement, issue meta, views, and the
 //!   post-process queue.
@@ -22,6 +23,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use rusqlite::Connection;
 
 pub mod accounts;
+pub mod dictionary;
 pub mod digest;
 pub mod plugins;
 pub mod query;
@@ -78,6 +80,7 @@ struct Inner {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     readers: Mutex<Vec<Connection>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    dictionaries: Arc<dictionary::Dictionaries>,
 }
 
 /// Most jobs committed in one transaction.
@@ -122,6 +125,7 @@ impl Store {
             Durability::Normal => "NORMAL",
         })?;
         schema::migrate(&mut conn)?;
+        let dictionaries = Arc::new(dictionary::Dictionaries::load(&conn)?);
         let (tx, rx) = mpsc::channel::<Job>();
         let handle = std::thread::Builder::new()
             .name("picket-db-writer".into())
@@ -133,8 +137,14 @@ impl Store {
                 jobs: Mutex::new(Some(tx)),
                 readers: Mutex::new(Vec::new()),
                 writer: Mutex::new(Some(handle)),
+                dictionaries,
             }),
         })
+    }
+
+    /// The zstd dictionaries new events are compressed with.
+    pub fn dictionaries(&self) -> &Arc<dictionary::Dictionaries> {
+        &self.inner.dictionaries
     }
 
     /// The database file.

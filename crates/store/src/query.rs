@@ -249,9 +249,9 @@ fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, String, Option<i64
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
 }
 
-fn to_event(row: (i64, String, Option<i64>, f64, f64, Vec<u8>)) -> Result<StoredEvent> {
+fn to_event(conn: &Connection, row: (i64, String, Option<i64>, f64, f64, Vec<u8>)) -> Result<StoredEvent> {
     let (project_id, event_id, issue_id, timestamp, received, blob) = row;
-    let data = serde_json::from_slice(&crate::decompress(&blob)?).map_err(|e| StoreError::Invalid(format!("corrupt stored event {event_id}: {e}")))?;
+    let data = serde_json::from_slice(&crate::dictionary::decompress(conn, &blob)?).map_err(|e| StoreError::Invalid(format!("corrupt stored event {event_id}: {e}")))?;
     Ok(StoredEvent { project_id, event_id, issue_id, timestamp, received, data })
 }
 
@@ -261,7 +261,7 @@ const EVENT_COLUMNS: &str = "project_id, event_id, issue_id, timestamp, received
 pub fn issue_events(conn: &Connection, issue_id: i64, offset: usize, limit: usize) -> Result<Vec<StoredEvent>> {
     let mut st = conn.prepare(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE issue_id = ? ORDER BY timestamp DESC, id DESC LIMIT ? OFFSET ?"))?;
     let rows = st.query_map(params![issue_id, limit as i64 + 1, offset as i64], event_row)?;
-    rows.map(|r| to_event(r?)).collect()
+    rows.map(|r| to_event(conn, r?)).collect()
 }
 
 pub fn latest_event(conn: &Connection, issue_id: i64) -> Result<Option<StoredEvent>> {
@@ -273,7 +273,7 @@ pub fn event(conn: &Connection, project_id: i64, event_id: &str) -> Result<Optio
         .prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE project_id = ? AND event_id = ?"))?
         .query_row(params![project_id, event_id], event_row)
         .optional()?;
-    row.map(to_event).transpose()
+    row.map(|r| to_event(conn, r)).transpose()
 }
 
 pub fn count_events(conn: &Connection, project_id: i64) -> Result<i64> {

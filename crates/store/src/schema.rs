@@ -285,6 +285,18 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE queue ADD COLUMN encoding TEXT NOT NULL DEFAULT 'zstd';
     "#,
+    // 4: zstd dictionaries that stored events are compressed with (see
+    // `dictionary.rs`). The id is the one in each zstd frame's header. No
+    // foreign key: projects with the same dictionary share a row.
+    r#"
+    CREATE TABLE zstd_dictionaries (
+        id INTEGER PRIMARY KEY,
+        project_id INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        data BLOB NOT NULL
+    );
+    CREATE INDEX zstd_dictionaries_project ON zstd_dictionaries(project_id, created_at);
+    "#,
 ];
 
 /// Brings the schema up to date.

@@ -31,7 +31,7 @@ fn digest_events(store: &Store, events: &[(i64, &str, f64, &str)]) -> Vec<digest
             process_envelope(&Origin { queue_id: n as i64 + 1, project_id: *project_id, received: *received, ..Origin::default() }, &envelope(id, payload))
         })
         .collect();
-    let prepared = digest::prepare(processed);
+    let prepared = digest::prepare(processed, store.dictionaries());
     store.write_blocking(move |c| digest::apply(c, &prepared)).unwrap()
 }
 
@@ -70,7 +70,7 @@ fn a_queue_row_that_cannot_be_decoded_does_not_stop_the_digest() {
     assert_eq!(rows[1].envelope.body, body, "the rows after it are not affected");
     let processed: Vec<_> = rows.iter().map(|r| process_envelope(&Origin { queue_id: r.id, project_id: pid, received: r.envelope.received, ..Origin::default() }, &r.envelope.body)).collect();
     assert_eq!(processed[0].counted, vec![("envelope".to_string(), "invalid")], "counted as an invalid envelope");
-    let prepared = digest::prepare(processed);
+    let prepared = digest::prepare(processed, store.dictionaries());
     let outcomes = store.write_blocking(move |c| digest::apply(c, &prepared)).unwrap();
     assert_eq!(outcomes.len(), 1, "the good row is stored");
     assert_eq!(store.read(queue::len).unwrap(), 0, "both rows leave the queue");
@@ -111,7 +111,7 @@ fn queue_round_trip_and_digest_exactly_once() {
         .iter()
         .map(|r| process_envelope(&Origin { queue_id: r.id, project_id: pid, received: r.envelope.received, ..Origin::default() }, &r.envelope.body))
         .collect();
-    let prepared = digest::prepare(processed);
+    let prepared = digest::prepare(processed, store.dictionaries());
     let outcomes = store.write_blocking(move |c| digest::apply(c, &prepared)).unwrap();
     assert_eq!(outcomes.len(), 1, "the duplicate is not counted");
     assert!(outcomes[0].is_new);
@@ -124,7 +124,7 @@ fn queue_round_trip_and_digest_exactly_once() {
     // Resolve, then a new event of the same issue is a regression.
     store.write_blocking(move |c| query::set_issue_status(c, issue.id, "resolved")).unwrap();
     let next = process_envelope(&Origin { project_id: pid, received: now(), ..Origin::default() }, &envelope(&"bb".repeat(16), r#"{"message": "User 2 failed", "user": {"id": "1"}}"#));
-    let prepared = digest::prepare(vec![next]);
+    let prepared = digest::prepare(vec![next], store.dictionaries());
     let outcomes = store.write_blocking(move |c| digest::apply(c, &prepared)).unwrap();
     assert!(!outcomes[0].is_new && outcomes[0].is_regression);
     let issue = store.read(|c| query::issue(c, issue.id)).unwrap();
@@ -208,6 +208,65 @@ fn passwords_and_tokens() {
     // Only the hash is stored.
     let stored: String = store.read(|c| Ok(c.query_row("SELECT token_hash FROM api_tokens", [], |r| r.get(0))?)).unwrap();
     assert_ne!(stored, token);
+    store.close();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn events_are_compressed_with_the_projects_dictionary_once_trained() {
+    let (store, dir) = temp_store("dictionary");
+    let pid = project(&store);
+    let payload = |n: usize| {
+        format!(
+            r#"{{"exception": {{"values": [{{"type": "ValueError", "value": "bad value {n}", "stacktrace": {{"frames": [{{"module": "app.views", "function": "handle", "lineno": {n}}}]}}}}]}}, "breadcrumbs": [{{"message": "GET /items/{n}", "category": "http"}}], "tags": {{"n": "{n}"}}, "user": {{"id": "{n}"}}}}"#
+        )
+    };
+    let ids: Vec<String> = (0..dictionary::TRAIN_SAMPLES + 50).map(|n| format!("{n:032x}")).collect();
+    let batch = |range: std::ops::Range<usize>| -> Vec<(i64, String, String)> { range.map(|n| (pid, ids[n].clone(), payload(n))).collect() };
+    let digest_range = |range: std::ops::Range<usize>| {
+        let events = batch(range);
+        let refs: Vec<(i64, &str, f64, &str)> = events.iter().map(|(p, id, body)| (*p, id.as_str(), now(), body.as_str())).collect();
+        digest_events(&store, &refs);
+    };
+    // Sampling: the first events are stored without a dictionary.
+    digest_range(0..dictionary::TRAIN_SAMPLES - 1);
+    assert!(store.dictionaries().take_samples().is_none(), "not enough samples yet");
+    digest_range(dictionary::TRAIN_SAMPLES - 1..dictionary::TRAIN_SAMPLES);
+    let (project_id, samples) = store.dictionaries().take_samples().expect("samples complete");
+    assert_eq!((project_id, samples.len()), (pid, dictionary::TRAIN_SAMPLES));
+    let dict_id = dictionary::train_and_install(&store, pid, samples).unwrap();
+    assert_eq!(store.dictionaries().current(pid), Some(dict_id));
+    digest_range(dictionary::TRAIN_SAMPLES..dictionary::TRAIN_SAMPLES + 50);
+
+    let blob_of = |id: &str| {
+        let id = id.to_string();
+        store.read(move |c| Ok(c.query_row("SELECT data FROM events WHERE event_id = ?", [id], |r| r.get::<_, Vec<u8>>(0))?)).unwrap()
+    };
+    let (before, after) = (blob_of(&ids[5]), blob_of(&ids[dictionary::TRAIN_SAMPLES + 5]));
+    assert_eq!(zstd::zstd_safe::get_dict_id_from_frame(&before), None);
+    assert_eq!(zstd::zstd_safe::get_dict_id_from_frame(&after).map(|d| d.get()), Some(dict_id));
+    assert!(after.len() * 2 < before.len(), "a dictionary at least halves these events: {} vs {} bytes", after.len(), before.len());
+
+    // Both kinds read back, also after a restart, on a thread that has no
+    // dictionary cached (it is loaded from the database).
+    store.close();
+    let store = Store::open(&dir.join("db.sqlite3"), Durability::Normal).unwrap();
+    assert_eq!(store.dictionaries().current(pid), Some(dict_id), "a restarted store compresses with the same dictionary");
+    let (reader, id_before, id_after) = (store.clone(), ids[5].clone(), ids[dictionary::TRAIN_SAMPLES + 5].clone());
+    let (a, b) = std::thread::spawn(move || {
+        let read = |id: String| reader.read(move |c| query::event(c, pid, &id)).unwrap().expect("stored");
+        (read(id_before), read(id_after))
+    })
+    .join()
+    .unwrap();
+    assert_eq!(a.data["exception"]["values"][0]["value"], "bad value 5");
+    assert_eq!(b.data["exception"]["values"][0]["value"], format!("bad value {}", dictionary::TRAIN_SAMPLES + 5));
+
+    // A dictionary missing from the database is a clear error, not garbage.
+    store.write_blocking(|c| Ok(c.execute("DELETE FROM zstd_dictionaries", [])?)).unwrap();
+    let (reader, id_after) = (store.clone(), ids[dictionary::TRAIN_SAMPLES + 5].clone());
+    let missing = std::thread::spawn(move || reader.read(move |c| query::event(c, pid, &id_after)).map(|_| ()).unwrap_err().to_string()).join().unwrap();
+    assert!(missing.contains(&format!("zstd dictionary {dict_id} is missing")), "{missing}");
     store.close();
     let _ = std::fs::remove_dir_all(dir);
 }
