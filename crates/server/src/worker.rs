@@ -311,8 +311,7 @@ async fn read_and_process(state: &AppState, cpu: &CpuThread, after: i64) -> pick
     let dictionaries = state.store.dictionaries().clone();
     let items = cpu
         .run(move || {
-            let processed = rows
-                .iter()
+            rows.iter()
                 .map(|row| {
                     let origin = Origin {
                         queue_id: row.id,
@@ -325,10 +324,9 @@ async fn read_and_process(state: &AppState, cpu: &CpuThread, after: i64) -> pick
                         Some(Some(p)) => &**p,
                         _ => &NoHooks,
                     };
-                    process_envelope_with(&origin, &row.envelope.body, registry, project_hooks)
+                    picket_store::digest::prepare_one(process_envelope_with(&origin, &row.envelope.body, registry, project_hooks), &dictionaries)
                 })
-                .collect::<Vec<_>>();
-            picket_store::digest::prepare(processed, &dictionaries)
+                .collect::<Vec<_>>()
         })
         .await
         .map_err(|e| picket_store::StoreError::Invalid(format!("digest task failed: {e}")))?;

@@ -43,6 +43,13 @@ impl PreparedBatchItem {
 /// Serializes and compresses what [`apply`] will store (CPU work, off the
 /// writer): events with their project's dictionary, when it has one.
 pub fn prepare(batch: Vec<ProcessedEnvelope>, dictionaries: &Dictionaries) -> Vec<PreparedBatchItem> {
+    batch.into_iter().map(|env| prepare_one(env, dictionaries)).collect()
+}
+
+/// [`prepare`] for one envelope. The digest calls it right after processing
+/// the envelope, while its events are still in the CPU's caches: serializing
+/// a whole batch after processing it read every event back from memory.
+pub fn prepare_one(env: ProcessedEnvelope, dictionaries: &Dictionaries) -> PreparedBatchItem {
     thread_local! {
         // One buffer per thread for the JSON before compression: a fresh
         // `Vec` per event grew by doubling, a copy each time.
@@ -66,15 +73,12 @@ pub fn prepare(batch: Vec<ProcessedEnvelope>, dictionaries: &Dictionaries) -> Ve
             blob
         })
     };
-    batch
-        .into_iter()
-        .map(|env| PreparedBatchItem {
-            event_blobs: env.events.iter().map(|ev| blob(Some(env.project_id), ev)).collect(),
-            // Transactions are another shape: an event dictionary would not fit them.
-            transaction_blobs: env.transactions.iter().map(|tx| blob(None, tx)).collect(),
-            env,
-        })
-        .collect()
+    PreparedBatchItem {
+        event_blobs: env.events.iter().map(|ev| blob(Some(env.project_id), ev)).collect(),
+        // Transactions are another shape: an event dictionary would not fit them.
+        transaction_blobs: env.transactions.iter().map(|tx| blob(None, tx)).collect(),
+        env,
+    }
 }
 
 /// Stores a batch; returns the outcome of each new (non-duplicate) event.
