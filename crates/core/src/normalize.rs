@@ -541,8 +541,8 @@ pub(crate) fn to_pairs(v: Value) -> Vec<Value> {
 
 /// Adds a tag (trimmed to the limits; a key already present takes the new value).
 fn push_tag(tags: &mut Vec<(String, String)>, k: String, v: String) {
-    let k = truncate(k.trim(), max_chars::TAG_KEY);
-    let v = truncate(v.trim(), max_chars::TAG_VALUE);
+    let k = trim_to(k, max_chars::TAG_KEY);
+    let v = trim_to(v, max_chars::TAG_VALUE);
     if k.is_empty() || v.is_empty() || k.contains(char::is_control) || v.contains(['\n', '\r']) {
         return;
     }
@@ -551,6 +551,16 @@ fn push_tag(tags: &mut Vec<(String, String)>, k: String, v: String) {
     } else if tags.len() < MAX_TAGS {
         tags.push((k, v));
     }
+}
+
+/// `s` trimmed and cut to `max` characters; the common case (already
+/// trimmed, no more bytes than `max`) keeps the string without a copy.
+fn trim_to(s: String, max: usize) -> String {
+    let trimmed = s.trim();
+    if trimmed.len() == s.len() && s.len() <= max {
+        return s;
+    }
+    truncate(trimmed, max)
 }
 
 /// Tags from the payload (map or pairs) plus the derived ones, as Sentry shows them.

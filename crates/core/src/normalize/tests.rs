@@ -189,3 +189,14 @@ mod props {
         }
     }
 }
+
+#[test]
+fn tags_are_trimmed_and_cut_to_the_limits() {
+    let long = "é".repeat(max_chars::TAG_VALUE + 5);
+    let ev = norm(json!({"message": "m", "tags": {" padded ": "  value  ", "long": long, "exact": "x".repeat(max_chars::TAG_VALUE), "blank": "  "}}));
+    let tag = |k: &str| ev.tags.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    assert_eq!(tag("padded").as_deref(), Some("value"));
+    assert_eq!(tag("long").map(|v| v.chars().count()), Some(max_chars::TAG_VALUE), "cut by characters, not bytes");
+    assert_eq!(tag("exact").map(|v| v.len()), Some(max_chars::TAG_VALUE));
+    assert_eq!(tag("blank"), None, "a blank value is no tag");
+}
