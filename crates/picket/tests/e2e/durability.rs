@@ -88,3 +88,56 @@ fn sigkill_under_load_loses_no_acknowledged_event() {
     assert!(missing.is_empty(), "{} acknowledged events are missing, e.g. {:?}", missing.len(), missing.first());
     eprintln!("durability: sent {}, acknowledged {}, stored {stored}", sent.len(), acked.len());
 }
+
+/// A project's events are compressed with a dictionary trained on its first
+/// 1,000: events from before and after read back whole, also after a
+/// restart (the dictionary comes from the database then).
+#[test]
+fn events_read_back_after_the_projects_dictionary_is_trained_and_after_a_restart() {
+    let mut p = Picket::start("dictionary");
+    let url = format!("{}/api/{}/store/?sentry_key={}", p.base_url(), p.project_id, p.public_key);
+    let total = 1_100;
+    let ids: Vec<String> = (0..total).map(|_| uuid::Uuid::new_v4().simple().to_string()).collect();
+    let chunks: Vec<Vec<(usize, String)>> = ids.iter().cloned().enumerate().collect::<Vec<_>>().chunks(total / 4).map(<[_]>::to_vec).collect();
+    let senders: Vec<_> = chunks
+        .into_iter()
+        .map(|chunk| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let client = reqwest::blocking::Client::new();
+                for (n, id) in chunk {
+                    let body = json!({"event_id": id, "level": "error", "tags": {"n": n.to_string()},
+                        "exception": {"values": [{"type": "ValueError", "value": format!("bad value {n}"),
+                            "stacktrace": {"frames": [{"module": "app.views", "function": "handle", "lineno": n, "in_app": true}]}}]}});
+                    assert_eq!(client.post(&url).json(&body).send().unwrap().status(), 200);
+                }
+            })
+        })
+        .collect();
+    for s in senders {
+        s.join().unwrap();
+    }
+    p.wait_for_events(total as i64);
+    p.wait_for("the dictionary to be trained", || p.log().contains("trained a zstd dictionary"));
+    // Events stored after the dictionary was installed.
+    let late: Vec<String> = (0..30).map(|_| uuid::Uuid::new_v4().simple().to_string()).collect();
+    let client = reqwest::blocking::Client::new();
+    for (k, id) in late.iter().enumerate() {
+        let body = json!({"event_id": id, "message": format!("after the dictionary {k}"), "level": "warning"});
+        assert_eq!(client.post(&url).json(&body).send().unwrap().status(), 200);
+    }
+    p.wait_for_events((total + late.len()) as i64);
+    let check = |p: &Picket| {
+        for n in [0, 500, total - 1] {
+            let ev = p.event(&ids[n]);
+            assert!(ev["entries"].to_string().contains(&format!("bad value {n}")), "event {n} reads back: {ev}");
+        }
+        for (k, id) in late.iter().enumerate() {
+            assert_eq!(p.event(id)["message"], format!("after the dictionary {k}"));
+        }
+    };
+    check(&p);
+    assert_eq!(p.terminate().code(), Some(0));
+    p.spawn();
+    check(&p);
+}
