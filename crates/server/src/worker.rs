@@ -333,9 +333,17 @@ async fn read_and_process(state: &AppState, cpu: &CpuThread, after: i64) -> pick
     if let Some((project_id, samples)) = state.store.dictionaries().take_samples() {
         // Off the digest thread: training takes a few hundred milliseconds.
         let store = state.store.clone();
-        tokio::task::spawn_blocking(move || match picket_store::dictionary::train_and_install(&store, project_id, samples) {
-            Ok(id) => tracing::info!(project_id, dictionary = id, "trained a zstd dictionary for the project's events"),
-            Err(e) => tracing::warn!(project_id, error = %e, "no zstd dictionary for the project's events yet; it will sample again"),
+        tokio::task::spawn_blocking(move || {
+            let trained = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| picket_store::dictionary::train_and_install(&store, project_id, samples)));
+            match trained {
+                Ok(Ok(id)) => tracing::info!(project_id, dictionary = id, "trained a zstd dictionary for the project's events"),
+                Ok(Err(e)) => tracing::warn!(project_id, error = %e, "no zstd dictionary for the project's events yet; it will sample again"),
+                Err(_) => {
+                    // Not stuck in training: sample again.
+                    store.dictionaries().training_failed(project_id);
+                    tracing::error!(project_id, "training a zstd dictionary panicked; the project will sample again");
+                }
+            }
         });
     }
     Ok(Some((last, Batch { items, rows: n, bytes })))

@@ -8,9 +8,10 @@
 //! about a quarter of the size and compress about 2.5 times faster.
 //!
 //! The life of a dictionary:
-//! 1. A project without one has its first [`TRAIN_SAMPLES`] events' JSON
-//!    kept in memory as samples (its events are compressed without a
-//!    dictionary meanwhile).
+//! 1. A project without one has the JSON of its next [`TRAIN_SAMPLES`]
+//!    events kept in memory as samples (its events are compressed without a
+//!    dictionary meanwhile, and while training runs). Samples are not
+//!    persisted: a restart starts sampling again.
 //! 2. The digest takes the full sample set ([`Dictionaries::take_samples`]),
 //!    trains a dictionary off the digest thread ([`train`]), stores it
 //!    ([`insert`]) and only after that commit installs it
@@ -20,9 +21,11 @@
 //!    header), so [`decompress`] finds it for any blob, old or new; blobs
 //!    without one decompress as before.
 //!
-//! Dictionaries are never deleted: they are small, and an id is the hash of
-//! the dictionary's content (zstd's own choice), so two projects that trained
-//! the same dictionary share one row.
+//! Dictionaries are never deleted: they are small. zstd chooses the id, a
+//! hash of the dictionary's content section; two projects may get the same
+//! id, for the same or (with nearly identical events) a slightly different
+//! dictionary. The first one stored keeps the id and both projects use it
+//! (`project_dictionaries` says which project compresses with which).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -36,16 +39,22 @@ use crate::{Result, StoreError};
 pub const TRAIN_SAMPLES: usize = 1000;
 /// A sample longer than this is cut: the start of an event holds its shape.
 const MAX_SAMPLE_BYTES: usize = 8 << 10;
-/// Sample bytes held for all projects together; past it, projects sample
-/// more slowly (those that finish free their share).
+/// Sample bytes held for all projects together. Once full, the project
+/// with the most samples trains on what it has (at least
+/// [`MIN_TRAIN_SAMPLES`]), freeing its share for the others.
 const SAMPLE_BUDGET: usize = 64 << 20;
+/// The fewest samples a project trains on when the budget is full.
+const MIN_TRAIN_SAMPLES: usize = 100;
 /// Dictionary size. 16 KiB did as well as 64 and 110 KiB on the benchmark
 /// events, and a small dictionary is quick to load and to copy per frame.
 const DICTIONARY_BYTES: usize = 16 << 10;
 /// The compression level of stored blobs (see [`crate::compress`]).
 const LEVEL: i32 = 1;
-/// Decompressors with a dictionary loaded, kept per thread.
-const MAX_CACHED_DECOMPRESSORS: usize = 32;
+/// Compressors with a dictionary loaded, kept on the digest thread (one per
+/// project compressing with a dictionary; beyond it, one is dropped).
+const MAX_CACHED_COMPRESSORS: usize = 64;
+/// Decompressors with a dictionary loaded, kept per reading thread.
+const MAX_CACHED_DECOMPRESSORS: usize = 8;
 
 /// A trained dictionary.
 struct Dictionary {
@@ -84,15 +93,19 @@ impl Default for State {
 }
 
 impl Dictionaries {
-    /// Each project's newest dictionary from the database.
+    /// The dictionary each project compresses with, from the database. One
+    /// that zstd cannot load (a damaged row) is skipped with a warning: the
+    /// project then samples and trains a new one.
     pub fn load(conn: &Connection) -> Result<Dictionaries> {
-        let mut st = conn.prepare(
-            "SELECT d.project_id, d.id, d.data FROM zstd_dictionaries d
-             WHERE d.created_at = (SELECT MAX(created_at) FROM zstd_dictionaries WHERE project_id = d.project_id)",
-        )?;
+        let mut st = conn.prepare("SELECT p.project_id, d.id, d.data FROM project_dictionaries p JOIN zstd_dictionaries d ON d.id = p.dictionary_id")?;
         let mut projects = HashMap::new();
         for row in st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?)))? {
             let (project_id, id, data) = row?;
+            let usable = zstd::zstd_safe::get_dict_id_from_dict(&data).map(|d| i64::from(d.get())) == Some(id) && zstd::bulk::Compressor::with_dictionary(LEVEL, &data).is_ok();
+            if !usable {
+                tracing::warn!(project_id, dictionary = id, "a stored zstd dictionary is unusable; the project will train a new one");
+                continue;
+            }
             projects.insert(project_id, ProjectState::Ready(Arc::new(Dictionary { id: id as u32, data })));
         }
         Ok(Dictionaries { state: Mutex::new(State { projects, ..State::default() }) })
@@ -117,18 +130,23 @@ impl Dictionaries {
                 ProjectState::Training => None,
             }
         };
-        match dictionary {
-            Some(d) => compress_with(&d, json),
-            None => crate::compress(json),
-        }
+        dictionary.and_then(|d| compress_with(&d, json)).unwrap_or_else(|| crate::compress(json))
     }
 
     /// A project whose samples are complete, with its samples; the project
     /// waits for [`Dictionaries::install`] or [`Dictionaries::training_failed`].
+    /// When the sample budget is full, the project with the most samples
+    /// counts as complete (if it has [`MIN_TRAIN_SAMPLES`]).
     pub fn take_samples(&self) -> Option<(i64, Vec<Vec<u8>>)> {
         let mut state = self.state.lock().expect("dictionaries lock");
-        let (&project_id, project) = state.projects.iter_mut().find(|(_, s)| matches!(s, ProjectState::Sampling(v) if v.len() >= TRAIN_SAMPLES))?;
-        let ProjectState::Sampling(samples) = std::mem::replace(project, ProjectState::Training) else { unreachable!("matched as sampling") };
+        let budget_full = state.sampled_bytes + MAX_SAMPLE_BYTES > state.budget;
+        let count = |s: &ProjectState| if let ProjectState::Sampling(v) = s { v.len() } else { 0 };
+        let (&project_id, project) = match state.projects.iter_mut().find(|(_, s)| count(s) >= TRAIN_SAMPLES) {
+            Some(found) => found,
+            None if budget_full => state.projects.iter_mut().max_by_key(|(_, s)| count(s)).filter(|(_, s)| count(s) >= MIN_TRAIN_SAMPLES)?,
+            None => return None,
+        };
+        let ProjectState::Sampling(samples) = std::mem::replace(project, ProjectState::Training) else { unreachable!("counted as sampling") };
         state.sampled_bytes -= samples.iter().map(Vec::len).sum::<usize>();
         Some((project_id, samples))
     }
@@ -168,19 +186,26 @@ pub fn train(samples: &[Vec<u8>]) -> Result<(u32, Vec<u8>)> {
     Ok((id.get(), data))
 }
 
-/// Stores a dictionary for a project. Fails if a different dictionary
-/// already has its id (a hash collision: the caller then does without); the
-/// same dictionary trained by another project is shared.
-pub fn insert(conn: &Connection, project_id: i64, id: u32, data: &[u8]) -> Result<()> {
+/// Stores a dictionary and makes it the project's. If a dictionary with the
+/// same id is stored already (the same, or one trained on nearly identical
+/// events: the id hashes only part of it), the project uses that one: frames
+/// name dictionaries by id, so one id has one dictionary. Returns the
+/// dictionary the project now compresses with.
+pub fn insert(conn: &Connection, project_id: i64, id: u32, data: Vec<u8>) -> Result<Vec<u8>> {
     let existing: Option<Vec<u8>> = conn.query_row("SELECT data FROM zstd_dictionaries WHERE id = ?", [id as i64], |r| r.get(0)).optional()?;
-    match existing {
-        Some(other) if other != data => Err(StoreError::Invalid(format!("zstd dictionary id {id} is taken by a different dictionary"))),
-        Some(_) => Ok(()),
+    let data = match existing {
+        Some(stored) => stored,
         None => {
-            conn.execute("INSERT INTO zstd_dictionaries (id, project_id, created_at, data) VALUES (?, ?, ?, ?)", params![id as i64, project_id, crate::now(), data])?;
-            Ok(())
+            conn.execute("INSERT INTO zstd_dictionaries (id, created_at, data) VALUES (?, ?, ?)", params![id as i64, crate::now(), data])?;
+            data
         }
-    }
+    };
+    conn.execute(
+        "INSERT INTO project_dictionaries (project_id, dictionary_id, created_at) VALUES (?, ?, ?)
+         ON CONFLICT (project_id) DO UPDATE SET dictionary_id = excluded.dictionary_id, created_at = excluded.created_at",
+        params![project_id, id as i64, crate::now()],
+    )?;
+    Ok(data)
 }
 
 thread_local! {
@@ -191,15 +216,26 @@ thread_local! {
     static DECOMPRESSORS: RefCell<HashMap<(String, u32), zstd::bulk::Decompressor<'static>>> = RefCell::new(HashMap::new());
 }
 
-fn compress_with(d: &Dictionary, json: &[u8]) -> Vec<u8> {
+/// `None` if zstd refuses the dictionary (the caller compresses without).
+fn compress_with(d: &Dictionary, json: &[u8]) -> Option<Vec<u8>> {
     COMPRESSORS.with(|c| {
         let mut c = c.borrow_mut();
-        if !c.contains_key(&d.id) && c.len() >= MAX_CACHED_DECOMPRESSORS {
-            c.clear();
+        if !c.contains_key(&d.id) {
+            let compressor = zstd::bulk::Compressor::with_dictionary(LEVEL, &d.data).ok()?;
+            make_room(&mut c, MAX_CACHED_COMPRESSORS);
+            c.insert(d.id, compressor);
         }
-        let compressor = c.entry(d.id).or_insert_with(|| zstd::bulk::Compressor::with_dictionary(LEVEL, &d.data).expect("zstd compressor with a trained dictionary"));
-        compressor.compress(json).expect("zstd compression of an in-memory buffer")
+        c.get_mut(&d.id)?.compress(json).ok()
     })
+}
+
+/// Drops one entry of a full cache (any: they cost the same to rebuild).
+fn make_room<K: Clone + Eq + std::hash::Hash, V>(cache: &mut HashMap<K, V>, max: usize) {
+    if cache.len() >= max {
+        if let Some(k) = cache.keys().next().cloned() {
+            cache.remove(&k);
+        }
+    }
 }
 
 /// Decompresses a stored event blob, with the dictionary its frame names.
@@ -221,9 +257,7 @@ pub fn decompress(conn: &Connection, blob: &[u8]) -> Result<Vec<u8>> {
                 .optional()?
                 .ok_or_else(|| StoreError::Invalid(format!("corrupt stored blob: zstd dictionary {id} is missing from the database")))?;
             let decompressor = zstd::bulk::Decompressor::with_dictionary(&data).map_err(|e| StoreError::Invalid(format!("zstd dictionary {id} is unusable: {e}")))?;
-            if cache.len() >= MAX_CACHED_DECOMPRESSORS {
-                cache.clear();
-            }
+            make_room(&mut cache, MAX_CACHED_DECOMPRESSORS);
             cache.insert(key.clone(), decompressor);
         }
         let decompressor = cache.get_mut(&key).expect("inserted above");
@@ -236,8 +270,8 @@ pub fn decompress(conn: &Connection, blob: &[u8]) -> Result<Vec<u8>> {
 /// thread). On failure the project samples again.
 pub fn train_and_install(store: &crate::Store, project_id: i64, samples: Vec<Vec<u8>>) -> Result<u32> {
     let stored = train(&samples).and_then(|(id, data)| {
-        let copy = data.clone();
-        store.write_blocking(move |c| insert(c, project_id, id, &copy))?;
+        drop(samples);
+        let data = store.write_blocking(move |c| insert(c, project_id, id, data))?;
         Ok((id, data))
     });
     match stored {
@@ -284,5 +318,23 @@ mod tests {
         dicts.training_failed(1);
         dicts.compress_event(1, b"{}");
         assert_eq!(dicts.state.lock().unwrap().sampled_bytes, 2, "after a failure it samples again");
+    }
+
+    #[test]
+    fn a_full_budget_trains_the_project_with_the_most_samples() {
+        let dicts = Dictionaries::default();
+        dicts.state.lock().unwrap().budget = 3 * MIN_TRAIN_SAMPLES * MAX_SAMPLE_BYTES;
+        let event = vec![b'x'; MAX_SAMPLE_BYTES];
+        // Three projects share the budget; none reaches TRAIN_SAMPLES.
+        for n in 0..3 * MIN_TRAIN_SAMPLES + 10 {
+            dicts.compress_event([1, 2, 2][n % 3], &event);
+        }
+        assert!(dicts.state.lock().unwrap().sampled_bytes + MAX_SAMPLE_BYTES > 3 * MIN_TRAIN_SAMPLES * MAX_SAMPLE_BYTES, "the budget is full");
+        let (project, samples) = dicts.take_samples().expect("the fullest project trains on what it has");
+        assert_eq!(project, 2);
+        assert_eq!(samples.len(), 2 * MIN_TRAIN_SAMPLES);
+        assert!(dicts.take_samples().is_none(), "the budget has room again");
+        dicts.compress_event(1, &event);
+        assert_eq!(dicts.state.lock().unwrap().sampled_bytes, (MIN_TRAIN_SAMPLES + 1) * MAX_SAMPLE_BYTES, "project 1 samples on");
     }
 }

@@ -286,16 +286,20 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE queue ADD COLUMN encoding TEXT NOT NULL DEFAULT 'zstd';
     "#,
     // 4: zstd dictionaries that stored events are compressed with (see
-    // `dictionary.rs`). The id is the one in each zstd frame's header. No
-    // foreign key: projects with the same dictionary share a row.
+    // `dictionary.rs`), by the id in each zstd frame's header, and the one
+    // each project compresses new events with. No foreign keys: projects
+    // may share a dictionary, and dictionaries outlive projects.
     r#"
     CREATE TABLE zstd_dictionaries (
         id INTEGER PRIMARY KEY,
-        project_id INTEGER NOT NULL,
         created_at REAL NOT NULL,
         data BLOB NOT NULL
     );
-    CREATE INDEX zstd_dictionaries_project ON zstd_dictionaries(project_id, created_at);
+    CREATE TABLE project_dictionaries (
+        project_id INTEGER PRIMARY KEY,
+        dictionary_id INTEGER NOT NULL,
+        created_at REAL NOT NULL
+    );
     "#,
 ];
 

@@ -262,6 +262,22 @@ fn events_are_compressed_with_the_projects_dictionary_once_trained() {
     assert_eq!(a.data["exception"]["values"][0]["value"], "bad value 5");
     assert_eq!(b.data["exception"]["values"][0]["value"], format!("bad value {}", dictionary::TRAIN_SAMPLES + 5));
 
+    // Another project whose dictionary gets the same id (zstd hashes only
+    // part of a dictionary) uses the stored one, also after a restart.
+    let other = pid + 1000;
+    let used = store.write_blocking(move |c| dictionary::insert(c, other, dict_id, b"a different dictionary".to_vec())).unwrap();
+    assert_ne!(used, b"a different dictionary".to_vec(), "the id keeps its first dictionary");
+    store.close();
+    let store = Store::open(&dir.join("db.sqlite3"), Durability::Normal).unwrap();
+    assert_eq!((store.dictionaries().current(pid), store.dictionaries().current(other)), (Some(dict_id), Some(dict_id)));
+
+    // A damaged dictionary row is skipped at open (the project trains anew), not a panic.
+    store.write_blocking(|c| Ok(c.execute("UPDATE zstd_dictionaries SET data = x'0badda7a'", [])?)).unwrap();
+    store.close();
+    let store = Store::open(&dir.join("db.sqlite3"), Durability::Normal).unwrap();
+    assert_eq!(store.dictionaries().current(pid), None);
+    assert!(!store.dictionaries().compress_event(pid, b"{}").is_empty());
+
     // A dictionary missing from the database is a clear error, not garbage.
     store.write_blocking(|c| Ok(c.execute("DELETE FROM zstd_dictionaries", [])?)).unwrap();
     let (reader, id_after) = (store.clone(), ids[dictionary::TRAIN_SAMPLES + 5].clone());
