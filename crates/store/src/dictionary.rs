@@ -136,9 +136,15 @@ impl Dictionaries {
     /// A project whose samples are complete, with its samples; the project
     /// waits for [`Dictionaries::install`] or [`Dictionaries::training_failed`].
     /// When the sample budget is full, the project with the most samples
-    /// counts as complete (if it has [`MIN_TRAIN_SAMPLES`]).
+    /// counts as complete (if it has [`MIN_TRAIN_SAMPLES`]). `None` while
+    /// another project trains.
     pub fn take_samples(&self) -> Option<(i64, Vec<Vec<u8>>)> {
         let mut state = self.state.lock().expect("dictionaries lock");
+        // One training at a time: each keeps a core busy for a while, and
+        // many projects may complete their samples at once after a restart.
+        if state.projects.values().any(|s| matches!(s, ProjectState::Training)) {
+            return None;
+        }
         let budget_full = state.sampled_bytes + MAX_SAMPLE_BYTES > state.budget;
         let count = |s: &ProjectState| if let ProjectState::Sampling(v) = s { v.len() } else { 0 };
         let (&project_id, project) = match state.projects.iter_mut().find(|(_, s)| count(s) >= TRAIN_SAMPLES) {
@@ -313,9 +319,15 @@ mod tests {
         assert_eq!((project, samples.len()), (1, TRAIN_SAMPLES));
         assert_eq!(dicts.state.lock().unwrap().sampled_bytes, 0);
         assert!(dicts.take_samples().is_none(), "a project trains once at a time");
+        for _ in 0..TRAIN_SAMPLES {
+            dicts.compress_event(2, b"{}");
+        }
+        assert!(dicts.take_samples().is_none(), "one training at a time, whichever the project");
         let failed = train(&samples[..1]).unwrap_err().to_string();
         assert!(failed.contains("training a zstd dictionary failed"), "too little to learn from: {failed}");
         dicts.training_failed(1);
+        assert_eq!(dicts.take_samples().map(|(p, _)| p), Some(2), "the next project trains once the first is done");
+        dicts.training_failed(2);
         dicts.compress_event(1, b"{}");
         assert_eq!(dicts.state.lock().unwrap().sampled_bytes, 2, "after a failure it samples again");
     }
