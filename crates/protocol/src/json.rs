@@ -7,6 +7,8 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+pub(crate) mod fast;
+
 /// Why a body is not acceptable JSON. The `Display` is sent to clients.
 #[derive(Debug, thiserror::Error)]
 pub enum JsonError {
@@ -23,6 +25,10 @@ pub enum JsonError {
 /// Parses a JSON value from bytes, leniently (see the module docs).
 pub fn parse_lenient(bytes: &[u8]) -> Result<Value, JsonError> {
     with_lenient_text(bytes, |text| {
+        // The common case; anything it does not handle goes to serde_json.
+        if let Some(value) = fast::parse(text) {
+            return Ok(value);
+        }
         let mut de = serde_json::Deserializer::from_str(text);
         let value = Value::deserialize(&mut de)?;
         de.end()?;
@@ -175,6 +181,44 @@ mod tests {
         for bad in [&b"[1]"[..], b"{", b"", b"{} x", b"\"s\""] {
             assert!(validate_object(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
+    }
+
+    #[test]
+    fn the_fast_parser_takes_the_common_case_and_leaves_the_rest() {
+        let agree = |text: &str| {
+            let fast = fast::parse(text).unwrap_or_else(|| panic!("fast parser gave up on {text}"));
+            assert_eq!(fast, serde_json::from_str::<Value>(text).unwrap(), "{text}");
+        };
+        agree(r#" {"a": [1, -2, 3.5, -0.25, 1e3, 2E-2, 18446744073709551615, -9223372036854775808], "b": {"c": null, "d": true, "e": false}} "#);
+        agree(r#"{"s": "tab\t nl\n quote\" slash\/ back\\ \b\f\r \u0000 \u00e9 \u20AC \ud83d\ude00 café 日本, a longer run of plain text"}"#);
+        agree(r#"{"dup": 1, "dup": 2, "": ""}"#);
+        agree("[]");
+        agree(&("[".repeat(50) + &"]".repeat(50)));
+        for leave in [
+            "[1,]",
+            r#"{"a":1,}"#,
+            "01",
+            "-0",
+            "18446744073709551616",
+            "-9223372036854775809",
+            r#""\ud800""#,
+            r#""\udc00""#,
+            r#""\ud800\u0041""#,
+            "\"raw\u{1}control\"",
+            r#""\x""#,
+            "NaN",
+            "[1] x",
+            "tru",
+            r#"{"a" 1}"#,
+            "1.",
+            r#""unterminated"#,
+            // Found by the `json` fuzz target: the text ends right after an escape.
+            r#""S  \\\\"#,
+            r#"["Si-\\i\nI[ f  i \n"#,
+        ] {
+            assert_eq!(fast::parse(leave), None, "{leave}");
+        }
+        assert_eq!(fast::parse(&("[".repeat(120) + &"]".repeat(120))), None, "deep nesting is serde_json's to decide");
     }
 
     #[test]

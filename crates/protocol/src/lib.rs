@@ -123,5 +123,60 @@ mod props {
             prop_assert_eq!(crate::json::parse_lenient(&text).unwrap(), v);
             prop_assert!(crate::json::validate_object(&text).is_ok());
         }
+
+        /// The fast parser and serde_json agree on any JSON text: compact or
+        /// spaced, any strings (escapes, control characters, non-ASCII),
+        /// any numbers.
+        #[test]
+        fn fast_parse_agrees_with_serde_json(v in json_value(), pretty in any::<bool>()) {
+            let text = if pretty { serde_json::to_string_pretty(&v).unwrap() } else { serde_json::to_string(&v).unwrap() };
+            let expected: serde_json::Value = serde_json::from_str(&text).unwrap();
+            // The fast parser itself, not a fallback to serde_json.
+            prop_assert_eq!(crate::json::fast::parse(&text), Some(expected.clone()));
+            prop_assert_eq!(crate::json::parse_lenient(text.as_bytes()).unwrap(), expected);
+        }
+
+        /// Damaged JSON: whatever the fast parser accepts, serde_json
+        /// accepts with the same value; what it refuses, serde_json decides.
+        #[test]
+        fn fast_parse_never_accepts_what_serde_json_would_not(v in json_value(), edits in proptest::collection::vec((any::<proptest::sample::Index>(), prop_oneof![
+            Just('"'), Just('\\'), Just(','), Just(':'), Just('{'), Just('}'), Just('['), Just(']'), Just('-'), Just('0'), Just('1'), Just('.'), Just('e'),
+            Just('u'), Just('n'), Just(' '), Just('\u{1}'), Just('é'), Just('D'), Just('8'),
+        ]), 1..4)) {
+            let mut chars: Vec<char> = serde_json::to_string(&v).unwrap().chars().collect();
+            for (at, c) in edits {
+                if chars.is_empty() { break; }
+                let i = at.index(chars.len());
+                chars[i] = c;
+            }
+            // And every prefix: texts that end in the middle of anything.
+            for end in 0..=chars.len() {
+                let text: String = chars[..end].iter().collect();
+                let strict = serde_json::from_str::<serde_json::Value>(&text).ok();
+                if let Some(fast) = crate::json::fast::parse(&text) {
+                    prop_assert_eq!(Some(fast), strict, "{}", text);
+                }
+            }
+        }
+    }
+
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::Value;
+        let text = prop_oneof![any::<String>(), "[ -~\\x00-\\x1f\"\\\\é\u{1F600}]{0,40}"];
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from), // NaN and infinities become null
+            (-1_000_000i64..1_000_000).prop_map(|n| Value::from(n as f64 / 1000.0)),
+            text.clone().prop_map(Value::String),
+        ];
+        leaf.prop_recursive(5, 64, 8, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                proptest::collection::btree_map(text.clone(), inner, 0..8).prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
     }
 }
