@@ -168,7 +168,8 @@ impl Dictionaries {
     }
 
     /// The id of the dictionary the project compresses with, if any.
-    pub fn current(&self, project_id: i64) -> Option<u32> {
+    #[cfg(test)]
+    pub(crate) fn current(&self, project_id: i64) -> Option<u32> {
         match self.state.lock().expect("dictionaries lock").projects.get(&project_id) {
             Some(ProjectState::Ready(d)) => Some(d.id),
             _ => None,
@@ -250,10 +251,7 @@ pub fn decompress(conn: &Connection, blob: &[u8]) -> Result<Vec<u8>> {
         return crate::decompress(blob);
     };
     let id = id.get();
-    let size = zstd::zstd_safe::get_frame_content_size(blob)
-        .ok()
-        .flatten()
-        .ok_or_else(|| StoreError::Invalid("corrupt stored blob: no content size".into()))?;
+    let size = crate::content_size(blob)?;
     let key = (conn.path().unwrap_or_default().to_string(), id);
     DECOMPRESSORS.with(|cache| {
         let mut cache = cache.borrow_mut();
@@ -267,7 +265,7 @@ pub fn decompress(conn: &Connection, blob: &[u8]) -> Result<Vec<u8>> {
             cache.insert(key.clone(), decompressor);
         }
         let decompressor = cache.get_mut(&key).expect("inserted above");
-        decompressor.decompress(blob, size as usize).map_err(|e| StoreError::Invalid(format!("corrupt stored blob: {e}")))
+        decompressor.decompress(blob, size).map_err(|e| StoreError::Invalid(format!("corrupt stored blob: {e}")))
     })
 }
 

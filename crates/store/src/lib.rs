@@ -348,16 +348,23 @@ pub fn compress(data: &[u8]) -> Vec<u8> {
     })
 }
 
-/// Decompresses a stored blob.
-pub fn decompress(data: &[u8]) -> Result<Vec<u8>> {
-    let size = zstd::zstd_safe::get_frame_content_size(data)
+/// The decompressed size a stored blob's zstd frame declares (every blob
+/// Picket writes has one).
+fn content_size(data: &[u8]) -> Result<usize> {
+    zstd::zstd_safe::get_frame_content_size(data)
         .ok()
         .flatten()
-        .ok_or_else(|| StoreError::Invalid("corrupt stored blob: no content size".into()))?;
+        .map(|size| size as usize)
+        .ok_or_else(|| StoreError::Invalid("corrupt stored blob: no content size".into()))
+}
+
+/// Decompresses a stored blob.
+pub fn decompress(data: &[u8]) -> Result<Vec<u8>> {
+    let size = content_size(data)?;
     DECOMPRESSOR.with(|d| {
         let mut d = d.borrow_mut();
         let decompressor = d.get_or_insert_with(|| zstd::bulk::Decompressor::new().expect("zstd decompressor"));
-        decompressor.decompress(data, size as usize).map_err(|e| StoreError::Invalid(format!("corrupt stored blob: {e}")))
+        decompressor.decompress(data, size).map_err(|e| StoreError::Invalid(format!("corrupt stored blob: {e}")))
     })
 }
 

@@ -65,71 +65,74 @@ impl Parser<'_> {
     }
 
     fn object(&mut self, depth: usize) -> Option<Value> {
-        if depth > MAX_DEPTH {
-            return None;
-        }
-        self.at += 1; // '{'
         let mut map = Map::new();
-        self.whitespace();
-        if self.peek()? == b'}' {
-            self.at += 1;
-            return Some(Value::Object(map));
-        }
-        loop {
-            if self.peek()? != b'"' {
-                return None;
-            }
-            self.at += 1;
-            let key = self.string()?;
-            self.whitespace();
-            if self.peek()? != b':' {
-                return None;
-            }
-            self.at += 1;
-            self.whitespace();
-            let value = self.value(depth)?;
-            // A repeated key: the last value wins, as in serde_json.
-            map.insert(key, value);
-            self.whitespace();
-            match self.peek()? {
-                b',' => {
-                    self.at += 1;
-                    self.whitespace();
+        if self.open(depth, b'}')? {
+            loop {
+                if self.peek()? != b'"' {
+                    return None;
                 }
-                b'}' => {
-                    self.at += 1;
-                    return Some(Value::Object(map));
+                self.at += 1;
+                let key = self.string()?;
+                self.whitespace();
+                if self.peek()? != b':' {
+                    return None;
                 }
-                _ => return None,
+                self.at += 1;
+                self.whitespace();
+                let value = self.value(depth)?;
+                // A repeated key: the last value wins, as in serde_json.
+                map.insert(key, value);
+                if !self.next_item(b'}')? {
+                    break;
+                }
             }
         }
+        Some(Value::Object(map))
     }
 
     fn array(&mut self, depth: usize) -> Option<Value> {
+        let mut items = Vec::new();
+        if self.open(depth, b']')? {
+            loop {
+                items.push(self.value(depth)?);
+                if !self.next_item(b']')? {
+                    break;
+                }
+            }
+        }
+        Some(Value::Array(items))
+    }
+
+    /// Reads the opening bracket of an object or array: true if items
+    /// follow, false if `close` came right away (and was read).
+    fn open(&mut self, depth: usize, close: u8) -> Option<bool> {
         if depth > MAX_DEPTH {
             return None;
         }
-        self.at += 1; // '['
-        let mut items = Vec::new();
+        self.at += 1;
         self.whitespace();
-        if self.peek()? == b']' {
+        if self.peek()? == close {
             self.at += 1;
-            return Some(Value::Array(items));
+            return Some(false);
         }
-        loop {
-            items.push(self.value(depth)?);
-            self.whitespace();
-            match self.peek()? {
-                b',' => {
-                    self.at += 1;
-                    self.whitespace();
-                }
-                b']' => {
-                    self.at += 1;
-                    return Some(Value::Array(items));
-                }
-                _ => return None,
+        Some(true)
+    }
+
+    /// After an item: true if a comma says another follows, false if
+    /// `close` ended the list (both read).
+    fn next_item(&mut self, close: u8) -> Option<bool> {
+        self.whitespace();
+        match self.peek()? {
+            b',' => {
+                self.at += 1;
+                self.whitespace();
+                Some(true)
             }
+            c if c == close => {
+                self.at += 1;
+                Some(false)
+            }
+            _ => None,
         }
     }
 
