@@ -259,8 +259,8 @@ pub fn decompress(conn: &Connection, blob: &[u8]) -> Result<Vec<u8>> {
             let data: Vec<u8> = conn
                 .query_row("SELECT data FROM zstd_dictionaries WHERE id = ?", [id as i64], |r| r.get(0))
                 .optional()?
-                .ok_or_else(|| StoreError::Invalid(format!("corrupt stored blob: zstd dictionary {id} is missing from the database")))?;
-            let decompressor = zstd::bulk::Decompressor::with_dictionary(&data).map_err(|e| StoreError::Invalid(format!("zstd dictionary {id} is unusable: {e}")))?;
+                .ok_or_else(|| StoreError::Invalid(format!("corrupt stored blob: zstd dictionary {id} is missing from the database (the zstd_dictionaries table was edited; restore it from a backup to read this event)")))?;
+            let decompressor = zstd::bulk::Decompressor::with_dictionary(&data).map_err(|e| StoreError::Invalid(format!("zstd dictionary {id} is damaged ({e}); restore the zstd_dictionaries table from a backup to read this event")))?;
             make_room(&mut cache, MAX_CACHED_DECOMPRESSORS);
             cache.insert(key.clone(), decompressor);
         }
