@@ -248,7 +248,7 @@ async fn enqueue(state: &AppState, items: Vec<QueuedEnvelope>) -> Result<(), Api
         // Counted while waiting, also when the client goes away mid-wait
         // (the future is dropped): the digest reads this as the load.
         let _waiting = Waiting::new(&state.ingest_waiting);
-        state.store.write(move |c| picket_store::queue::enqueue(c, &prepared)).await?
+        state.store.enqueue(prepared).await?
     };
     for (id, item) in ids.into_iter().zip(items) {
         state.fresh.put(id, item.body);

@@ -81,6 +81,7 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     dictionaries: Arc<dictionary::Dictionaries>,
+    queue_ids: Arc<queue::QueueIds>,
 }
 
 /// Most jobs committed in one transaction.
@@ -138,8 +139,16 @@ impl Store {
                 readers: Mutex::new(Vec::new()),
                 writer: Mutex::new(Some(handle)),
                 dictionaries,
+                queue_ids: Arc::default(),
             }),
         })
+    }
+
+    /// Appends envelopes to the queue; resolves to their row ids, in order,
+    /// once they are committed.
+    pub fn enqueue(&self, items: Vec<queue::PreparedEnvelope>) -> impl std::future::Future<Output = Result<Vec<i64>>> + Send + 'static {
+        let ids = self.inner.queue_ids.clone();
+        self.write(move |c| queue::enqueue(c, &ids, &items))
     }
 
     /// The zstd dictionaries new events are compressed with.

@@ -3,6 +3,8 @@
 //! stores their results, so every acknowledged envelope is processed exactly
 //! once, whatever crashes in between.
 
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use rusqlite::{params, Connection};
 use serde::{Deserialize, Serialize};
 
@@ -72,15 +74,34 @@ impl QueuedEnvelope {
     }
 }
 
+/// Hands out queue row ids, which only grow for the life of the process,
+/// also when the queue empties. SQLite alone would reuse the ids of deleted
+/// rows after the queue empties, and a reused id could match a body the
+/// digest takes from memory (`fresh` in the server) that belongs to an
+/// earlier row. `AUTOINCREMENT` prevents that too, but rewrites its
+/// `sqlite_sequence` page in every commit.
+#[derive(Debug, Default)]
+pub struct QueueIds {
+    last: AtomicI64,
+}
+
 /// Appends envelopes to the queue; returns their row ids, in order.
-pub fn enqueue(conn: &Connection, items: &[PreparedEnvelope]) -> Result<Vec<i64>> {
-    let mut st = conn.prepare_cached("INSERT INTO queue (project_id, received, meta, encoding, body) VALUES (?, ?, ?, ?, ?)")?;
-    let mut ids = Vec::with_capacity(items.len());
+/// Called on the writer thread, so ids are handed out one job at a time.
+pub(crate) fn enqueue(conn: &Connection, ids: &QueueIds, items: &[PreparedEnvelope]) -> Result<Vec<i64>> {
+    // Above every row present, also those of an older process (the counter
+    // starts at 0) or of another one.
+    let present: i64 = conn.prepare_cached("SELECT ifnull(max(id), 0) FROM queue")?.query_row([], |r| r.get(0))?;
+    let mut next = ids.last.load(Ordering::Relaxed).max(present);
+    let mut st = conn.prepare_cached("INSERT INTO queue (id, project_id, received, meta, encoding, body) VALUES (?, ?, ?, ?, ?, ?)")?;
+    let mut out = Vec::with_capacity(items.len());
     for item in items {
-        st.execute(params![item.project_id, item.received, item.meta, item.encoding, item.blob])?;
-        ids.push(conn.last_insert_rowid());
+        next += 1;
+        st.execute(params![next, item.project_id, item.received, item.meta, item.encoding, item.blob])?;
+        out.push(next);
     }
-    Ok(ids)
+    // Also when the transaction rolls back: ids are never handed out twice.
+    ids.last.store(next, Ordering::Relaxed);
+    Ok(out)
 }
 
 /// Most decompressed bytes in one batch: large events make smaller batches,

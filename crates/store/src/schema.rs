@@ -301,17 +301,42 @@ const MIGRATIONS: &[&str] = &[
         created_at REAL NOT NULL
     );
     "#,
+    // 5: the queue without AUTOINCREMENT, which rewrote the `sqlite_sequence`
+    // page in every ingest commit (a tenth of the WAL under load). Row ids
+    // still only grow: `queue::QueueIds` hands them out.
+    r#"
+    CREATE TABLE queue_new (
+        id INTEGER PRIMARY KEY,
+        project_id INTEGER NOT NULL,
+        received REAL NOT NULL,
+        meta TEXT NOT NULL,
+        body BLOB NOT NULL,
+        encoding TEXT NOT NULL DEFAULT 'zstd'
+    );
+    INSERT INTO queue_new (id, project_id, received, meta, body, encoding)
+        SELECT id, project_id, received, meta, body, encoding FROM queue;
+    DROP TABLE queue;
+    ALTER TABLE queue_new RENAME TO queue;
+    "#,
 ];
+
+/// The page size of new databases.
+pub const PAGE_SIZE: i64 = 4096;
 
 /// Brings the schema up to date.
 pub fn migrate(conn: &mut Connection) -> Result<()> {
     let current: usize = conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
     if current == 0 {
-        // A new database: 16 KiB pages waste less space around compressed
-        // event blobs (a 2 KB blob in a 4 KiB page leaves half of it empty).
-        // Only possible before the first table is created.
+        // A new database, in 4 KiB pages. Every commit writes each page it
+        // touched to the WAL, and the indexes on random keys (event ids)
+        // and on many issues touch about one page per event whatever its
+        // size: 16 KiB pages wrote 2.3 times as much (55 against 24 GB over
+        // a million 5 KB events, BENCHMARKS.md). With dictionary
+        // compression, stored events are small enough to pack into 4 KiB
+        // pages as well (2% more disk). Only possible before the first
+        // table is created; older databases keep their page size.
         conn.pragma_update(None, "journal_mode", "DELETE")?;
-        conn.pragma_update(None, "page_size", 16384)?;
+        conn.pragma_update(None, "page_size", PAGE_SIZE)?;
         conn.execute_batch("VACUUM")?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
     }
@@ -329,4 +354,27 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
 pub fn versions(conn: &Connection) -> Result<(usize, usize)> {
     let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     Ok((current as usize, MIGRATIONS.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_5_keeps_the_queued_rows_and_their_ids() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..4] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 4).unwrap();
+        conn.execute("INSERT INTO queue (id, project_id, received, meta, body, encoding) VALUES (7, 1, 2.5, '{}', x'01', 'gzip')", []).unwrap();
+        migrate(&mut conn).unwrap();
+        let row: (i64, i64, f64, String, Vec<u8>, String) = conn
+            .query_row("SELECT id, project_id, received, meta, body, encoding FROM queue", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+            .unwrap();
+        assert_eq!(row, (7, 1, 2.5, "{}".to_string(), vec![1], "gzip".to_string()));
+        let sql: String = conn.query_row("SELECT sql FROM sqlite_schema WHERE name = 'queue'", [], |r| r.get(0)).unwrap();
+        assert!(!sql.contains("AUTOINCREMENT"), "{sql}");
+        assert_eq!(versions(&conn).unwrap(), (5, 5));
+    }
 }
