@@ -61,7 +61,7 @@ fn a_queue_row_that_cannot_be_decoded_does_not_stop_the_digest() {
     let body = envelope(&"cc".repeat(16), r#"{"message": "fine"}"#);
     let mut items = [0, 1].map(|_| queue::QueuedEnvelope { project_id: pid, received: now(), meta: queue::QueueMeta::default(), body: body.clone(), gzipped: None });
     let prepared: Vec<_> = items.iter_mut().map(queue::QueuedEnvelope::prepare).collect();
-    let ids = crate::block_on(store.enqueue(prepared.into())).unwrap();
+    let ids = crate::block_on(store.enqueue(prepared)).unwrap();
     let first = ids[0];
     store.write_blocking(move |c| Ok(c.execute("UPDATE queue SET body = x'00ff00ff' WHERE id = ?", [first])?)).unwrap();
     // Failing the batch would retry the same row forever: it comes back empty instead.
