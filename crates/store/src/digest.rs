@@ -12,7 +12,7 @@ type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
 
 use picket_core::process::{CheckIn, ProcessedEnvelope, SessionUpdate};
 use picket_core::NormalizedEvent;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, CachedStatement, Connection, OptionalExtension};
 use serde_json::Value;
 
 use crate::dictionary::Dictionaries;
@@ -93,6 +93,7 @@ pub fn apply(conn: &Connection, batch: &[PreparedBatchItem]) -> Result<Vec<Event
     let mut counts: FastMap<(i64, String, &'static str), i64> = FastMap::default();
     let mut agg = Aggregates::default();
     let mut seen = SeenEvents::read(conn, batch)?;
+    let mut statements = EventStatements::prepare(conn)?;
     for item in batch {
         let env = &item.env;
         for (ev, blob) in env.events.iter().zip(&item.event_blobs) {
@@ -100,7 +101,7 @@ pub fn apply(conn: &Connection, batch: &[PreparedBatchItem]) -> Result<Vec<Event
                 *counts.entry((env.project_id, "event".into(), "duplicate")).or_default() += 1;
                 continue;
             }
-            outcomes.push(store_event(conn, env.project_id, ev, blob, &mut agg)?);
+            outcomes.push(store_event(conn, &mut statements, env.project_id, ev, blob, &mut agg)?);
             *counts.entry((env.project_id, "event".into(), "accepted")).or_default() += 1;
         }
         for (tx, blob) in env.transactions.iter().zip(&item.transaction_blobs) {
@@ -145,6 +146,7 @@ pub fn apply(conn: &Connection, batch: &[PreparedBatchItem]) -> Result<Vec<Event
             *counts.entry((env.project_id, item_type.clone(), outcome)).or_default() += 1;
         }
     }
+    drop(statements);
     agg.flush(conn)?;
     for ((project_id, item_type, outcome), n) in counts {
         conn.prepare_cached(
@@ -198,8 +200,34 @@ impl<'a> SeenEvents<'a> {
     }
 }
 
+/// The statements that every stored event runs, prepared once per batch.
+/// Taken from rusqlite's statement cache for each event instead (hashing
+/// the SQL text, moving the LRU entry, clearing the bindings on return),
+/// they cost 7% of the writer's instructions.
+struct EventStatements<'c> {
+    find_hash: CachedStatement<'c>,
+    issue_status: CachedStatement<'c>,
+    insert_hash: CachedStatement<'c>,
+    insert_event: CachedStatement<'c>,
+    insert_post_process: CachedStatement<'c>,
+}
+
+impl<'c> EventStatements<'c> {
+    fn prepare(conn: &'c Connection) -> Result<EventStatements<'c>> {
+        Ok(EventStatements {
+            find_hash: conn.prepare_cached("SELECT issue_id FROM group_hashes WHERE project_id = ? AND hash = ?")?,
+            issue_status: conn.prepare_cached("SELECT status FROM issues WHERE id = ?")?,
+            insert_hash: conn.prepare_cached("INSERT OR IGNORE INTO group_hashes (project_id, hash, algorithm, issue_id) VALUES (?, ?, ?, ?)")?,
+            insert_event: conn.prepare_cached(
+                "INSERT INTO events (project_id, event_id, issue_id, timestamp, received, level, title, environment, release, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )?,
+            insert_post_process: conn.prepare_cached(crate::plugins::INSERT_FIRST_POST_PROCESS)?,
+        })
+    }
+}
+
 /// Stores one event (not a duplicate: see [`SeenEvents`]) and updates its issue.
-fn store_event(conn: &Connection, project_id: i64, ev: &NormalizedEvent, blob: &[u8], agg: &mut Aggregates) -> Result<EventOutcome> {
+fn store_event(conn: &Connection, st: &mut EventStatements<'_>, project_id: i64, ev: &NormalizedEvent, blob: &[u8], agg: &mut Aggregates) -> Result<EventOutcome> {
     // Find the issue owning any of the event's hashes (most are known from
     // earlier events of the batch).
     let mut issue_id: Option<i64> = None;
@@ -207,10 +235,7 @@ fn store_event(conn: &Connection, project_id: i64, ev: &NormalizedEvent, blob: &
         issue_id = match agg.hashes.get(&project_id).and_then(|m| m.get(h)) {
             Some(id) => Some(*id),
             None => {
-                let found = conn
-                    .prepare_cached("SELECT issue_id FROM group_hashes WHERE project_id = ? AND hash = ?")?
-                    .query_row(params![project_id, h], |r| r.get(0))
-                    .optional()?;
+                let found = st.find_hash.query_row(params![project_id, h], |r| r.get(0)).optional()?;
                 if let Some(id) = found {
                     agg.hashes.entry(project_id).or_default().insert(h.clone(), id);
                 }
@@ -226,7 +251,7 @@ fn store_event(conn: &Connection, project_id: i64, ev: &NormalizedEvent, blob: &
         Some(id) => {
             // An issue seen unresolved earlier in this batch needs no check.
             if !agg.unresolved.contains(&id) {
-                let status: String = conn.prepare_cached("SELECT status FROM issues WHERE id = ?")?.query_row([id], |r| r.get(0))?;
+                let status: String = st.issue_status.query_row([id], |r| r.get(0))?;
                 if status == "resolved" {
                     is_regression = true;
                     conn.prepare_cached("UPDATE issues SET status = 'unresolved', substatus = 'regressed', resolved_at = NULL WHERE id = ?")?.execute([id])?;
@@ -255,19 +280,14 @@ fn store_event(conn: &Connection, project_id: i64, ev: &NormalizedEvent, blob: &
         if agg.hashes.get(&project_id).is_some_and(|m| m.contains_key(h)) {
             continue;
         }
-        let added = conn
-            .prepare_cached("INSERT OR IGNORE INTO group_hashes (project_id, hash, algorithm, issue_id) VALUES (?, ?, ?, ?)")?
-            .execute(params![project_id, h, ev.grouping.algorithm, issue_id])?;
+        let added = st.insert_hash.execute(params![project_id, h, ev.grouping.algorithm, issue_id])?;
         // A hash another issue owns already stays that issue's: not cached,
         // so the next event carrying it asks the table again.
         if added == 1 {
             agg.hashes.entry(project_id).or_default().insert(h.clone(), issue_id);
         }
     }
-    conn.prepare_cached(
-        "INSERT INTO events (project_id, event_id, issue_id, timestamp, received, level, title, environment, release, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )?
-    .execute(params![project_id, ev.event_id, issue_id, ev.timestamp, ev.received, ev.level.as_str(), ev.title, ev.environment, ev.release, blob])?;
+    st.insert_event.execute(params![project_id, ev.event_id, issue_id, ev.timestamp, ev.received, ev.level.as_str(), ev.title, ev.environment, ev.release, blob])?;
     for (k, v) in &ev.tags {
         agg.tags.entry((issue_id, k.clone(), v.clone())).or_insert((0, ev.timestamp, ev.timestamp)).add(ev.timestamp);
     }
@@ -281,7 +301,7 @@ fn store_event(conn: &Connection, project_id: i64, ev: &NormalizedEvent, blob: &
     }
     // Plugins' post_process runs after the commit; this durable row is the record
     // of it until it has run (see `plugins::enqueue_post_process`).
-    let post_process_job = crate::plugins::enqueue_post_process(conn, project_id, issue_id, &ev.event_id, is_new, is_regression)?;
+    let post_process_job = crate::plugins::enqueue_post_process(conn, &mut st.insert_post_process, (project_id, issue_id, &ev.event_id, is_new, is_regression))?;
     Ok(EventOutcome { project_id, event_id: ev.event_id.clone(), issue_id, is_new, is_regression, post_process_job })
 }
 
