@@ -92,7 +92,8 @@ const MAX_IDLE_READERS: usize = 4;
 /// databases, 4 MiB with 4 KiB pages. Four times as many checkpoints wrote
 /// the pages that every commit touches (the queue's, the events table's
 /// last) four times as often (4.2 against 3.4 GB written for 200,000
-/// events), and each held up the ingest commits queued behind it.
+/// events with 4 KiB pages), and each held up the ingest commits queued
+/// behind it.
 const WAL_CHECKPOINT_BYTES: i64 = 16 << 20;
 /// Page cache of the writer (KiB): it touches the hot indexes of every batch.
 const WRITER_CACHE_KIB: i64 = 16_000;

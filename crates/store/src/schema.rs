@@ -321,20 +321,22 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 /// The page size of new databases.
-pub const PAGE_SIZE: i64 = 4096;
+pub const PAGE_SIZE: i64 = 8192;
 
 /// Brings the schema up to date.
 pub fn migrate(conn: &mut Connection) -> Result<()> {
     let current: usize = conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
     if current == 0 {
-        // A new database, in 4 KiB pages. Every commit writes each page it
+        // A new database, in 8 KiB pages. Every commit writes each page it
         // touched to the WAL, and the indexes on random keys (event ids)
         // and on many issues touch about one page per event whatever its
-        // size: 16 KiB pages wrote 2.3 times as much (55 against 24 GB over
-        // a million 5 KB events, BENCHMARKS.md). With dictionary
-        // compression, stored events are small enough to pack into 4 KiB
-        // pages as well (2% more disk). Only possible before the first
-        // table is created; older databases keep their page size.
+        // size, so larger pages write more: 16 KiB pages wrote 7.9 GB for
+        // 200,000 5 KB events, 8 KiB 4.8 GB, 4 KiB 3.4 GB. Smaller pages
+        // waste more around stored events: a 2.3 KB blob (a 50 KB event)
+        // fills a 4 KiB page alone, and 4 KiB pages took 70% more space for
+        // those events than 16 KiB ones; 8 KiB pages 13% more (BENCHMARKS.md).
+        // Only possible before the first table is created; older databases
+        // keep their page size.
         conn.pragma_update(None, "journal_mode", "DELETE")?;
         conn.pragma_update(None, "page_size", PAGE_SIZE)?;
         conn.execute_batch("VACUUM")?;
