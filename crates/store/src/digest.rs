@@ -4,12 +4,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-/// The writer's per-batch maps and sets, keyed by issue ids, tags and event
-/// ids: about 40 lookups per event, where SipHash (the std default) was 5%
-/// of the writer's instructions.
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
-
 use picket_core::process::{CheckIn, ProcessedEnvelope, SessionUpdate};
 use picket_core::NormalizedEvent;
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension};
@@ -17,6 +11,12 @@ use serde_json::Value;
 
 use crate::dictionary::Dictionaries;
 use crate::Result;
+
+/// The writer's per-batch maps and sets, keyed by issue ids, tags and event
+/// ids: about 40 lookups per event, where SipHash (the std default) was 5%
+/// of the writer's instructions.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
 
 /// What happened to an event in the batch; plugins' `post_process` reads this.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,7 +146,7 @@ pub fn apply(conn: &Connection, batch: &[PreparedBatchItem]) -> Result<Vec<Event
             *counts.entry((env.project_id, item_type.clone(), outcome)).or_default() += 1;
         }
     }
-    drop(statements);
+    drop(statements); // back into the statement cache
     agg.flush(conn)?;
     for ((project_id, item_type, outcome), n) in counts {
         conn.prepare_cached(
@@ -203,7 +203,7 @@ impl<'a> SeenEvents<'a> {
 /// The statements that every stored event runs, prepared once per batch.
 /// Taken from rusqlite's statement cache for each event instead (hashing
 /// the SQL text, moving the LRU entry, clearing the bindings on return),
-/// they cost 7% of the writer's instructions.
+/// they cost 3% of the writer's instructions.
 struct EventStatements<'c> {
     find_hash: CachedStatement<'c>,
     issue_status: CachedStatement<'c>,

@@ -81,7 +81,7 @@ impl QueuedEnvelope {
 /// earlier row. `AUTOINCREMENT` prevents that too, but rewrites its
 /// `sqlite_sequence` page in every commit.
 #[derive(Debug, Default)]
-pub struct QueueIds {
+pub(crate) struct QueueIds {
     last: AtomicI64,
 }
 
