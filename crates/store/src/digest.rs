@@ -301,7 +301,7 @@ fn store_event(conn: &Connection, st: &mut EventStatements<'_>, project_id: i64,
     }
     // Plugins' post_process runs after the commit; this durable row is the record
     // of it until it has run (see `plugins::enqueue_post_process`).
-    let post_process_job = crate::plugins::enqueue_post_process(conn, &mut st.insert_post_process, (project_id, issue_id, &ev.event_id, is_new, is_regression))?;
+    let post_process_job = crate::plugins::enqueue_post_process(&mut st.insert_post_process, project_id, issue_id, &ev.event_id, is_new, is_regression)?;
     Ok(EventOutcome { project_id, event_id: ev.event_id.clone(), issue_id, is_new, is_regression, post_process_job })
 }
 

@@ -243,12 +243,9 @@ pub const FIRST_RUN_GRACE_SECS: f64 = 30.0;
 /// transaction); returns the job's id. The server normally runs it at once
 /// from the event in memory and deletes the row; the row comes due for the
 /// queue scan only [`FIRST_RUN_GRACE_SECS`] later, if that never happened.
-/// `insert` is [`INSERT_FIRST_POST_PROCESS`], prepared; `job` is (project,
-/// issue, event id, is new, is a regression).
-pub(crate) fn enqueue_post_process(conn: &Connection, insert: &mut rusqlite::Statement<'_>, job: (i64, i64, &str, bool, bool)) -> Result<i64> {
-    let (project_id, issue_id, event_id, is_new, is_regression) = job;
-    insert.execute(params![project_id, issue_id, event_id, is_new, is_regression, now() + FIRST_RUN_GRACE_SECS])?;
-    Ok(conn.last_insert_rowid())
+/// `insert` is [`INSERT_FIRST_POST_PROCESS`], prepared.
+pub(crate) fn enqueue_post_process(insert: &mut rusqlite::Statement<'_>, project_id: i64, issue_id: i64, event_id: &str, is_new: bool, is_regression: bool) -> Result<i64> {
+    Ok(insert.insert(params![project_id, issue_id, event_id, is_new, is_regression, now() + FIRST_RUN_GRACE_SECS])?)
 }
 
 /// The statement of [`enqueue_post_process`], which the digest prepares once per batch.

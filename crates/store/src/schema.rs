@@ -321,7 +321,7 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 /// The page size of new databases.
-pub const PAGE_SIZE: i64 = 8192;
+const PAGE_SIZE: i64 = 8192;
 
 /// Brings the schema up to date.
 pub fn migrate(conn: &mut Connection) -> Result<()> {
