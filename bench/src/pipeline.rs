@@ -7,8 +7,9 @@
 //! 2. `prepare`: serialize and compress what is stored (`picket_store::digest::prepare`);
 //! 3. `write`: the batch's SQL and its commit on the writer thread
 //!    (`picket_store::digest::apply` inside `Store::write`), fsync included;
-//! 4. `release`: freeing the batch's events (the server does it after
-//!    post-processing).
+//! 4. `release`: freeing what is left of the batch (the server does it after
+//!    post-processing; with `--post-process skip` the payloads are already
+//!    freed in `prepare`).
 //!
 //! The server runs these on different threads at once; here they run one
 //! after another so that each is measured alone. The event ids and payloads
@@ -48,6 +49,11 @@ struct Args {
     /// `full` (fsync on every commit, the server's default) or `normal`.
     #[arg(long, default_value = "full")]
     durability: String,
+    /// `skip` (the project has no plugin with a `post_process`, like a new
+    /// project: event payloads are freed in `prepare`) or `queue` (a job row
+    /// per event, and payloads kept for post-processing).
+    #[arg(long, default_value = "skip")]
+    post_process: String,
     /// Directory for the database (a fresh temporary one if not given).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
@@ -76,6 +82,11 @@ fn main() -> Result<()> {
         "full" => Durability::Full,
         "normal" => Durability::Normal,
         other => anyhow::bail!("--durability must be 'full' or 'normal', not '{other}'"),
+    };
+    let post_process = match args.post_process.as_str() {
+        "skip" => digest::PostProcess::Skip,
+        "queue" => digest::PostProcess::Queue,
+        other => anyhow::bail!("--post-process must be 'skip' or 'queue', not '{other}'"),
     };
     let temp;
     let dir = match &args.dir {
@@ -114,7 +125,7 @@ fn main() -> Result<()> {
             .collect();
         process += t.elapsed();
         let t = Instant::now();
-        let items = digest::prepare(processed, store.dictionaries());
+        let items = digest::prepare(processed, post_process, store.dictionaries());
         prepare += t.elapsed();
         // As the server does once a project has enough events (not timed:
         // the server trains on another thread, once per project).

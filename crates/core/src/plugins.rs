@@ -71,6 +71,12 @@ impl ProjectPlugins {
         self.enabled.iter().find(|(p, _)| p.slug() == slug).map(|(_, o)| o)
     }
 
+    /// Whether the project's events need post-processing: some enabled plugin
+    /// may have a `post_process` (see [`RegisteredPlugin::may_post_process`]).
+    pub fn wants_post_process(&self) -> bool {
+        self.enabled.iter().any(|(p, _)| p.may_post_process())
+    }
+
     /// Whether any enabled plugin says the project is rate limited.
     pub fn is_rate_limited(&self) -> bool {
         self.enabled.iter().zip(&self.contexts).any(|((p, _), ctx)| p.call("is_rate_limited", |pl| pl.is_rate_limited(ctx)).unwrap_or(false))

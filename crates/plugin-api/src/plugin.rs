@@ -20,6 +20,13 @@ use crate::model::{Event, IssueRef, Link, ProjectRef, UserRef};
 use crate::options::{OptionSpec, OptionValues};
 use crate::perm::Permission;
 
+thread_local! {
+    /// Set by the default [`Plugin::post_process`]: how the registry learns,
+    /// on the first call, that a plugin has no hook of its own (Rust cannot
+    /// tell an overridden trait method from the default otherwise).
+    pub(crate) static DEFAULT_POST_PROCESS_RAN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// Describes a plugin: shown in `picket plugins list`, the API and the web UI.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -515,7 +522,13 @@ pub trait Plugin: Send + Sync + 'static {
     /// Runs after an event is committed, off the ingest path, in the order of
     /// the durable post-process queue. A retryable error is retried with
     /// backoff; this hook can neither slow nor break ingest.
+    ///
+    /// A plugin that does not implement it costs nothing here: once a call
+    /// has gone through this default, Picket queues no post-processing for
+    /// projects whose enabled plugins all lack the hook. (A plugin whose own
+    /// hook only delegates to another plugin's default is taken as lacking it.)
     fn post_process(&self, _ctx: &PostProcessContext) -> HookResult<()> {
+        DEFAULT_POST_PROCESS_RAN.set(true);
         Ok(())
     }
 

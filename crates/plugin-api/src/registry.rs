@@ -8,11 +8,12 @@
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::filter::EventFilter;
 use crate::interface::Interface;
-use crate::plugin::{HookResult, Plugin, PluginError, PluginMeta};
+use crate::plugin::{HookResult, Plugin, PluginError, PluginMeta, PostProcessContext, DEFAULT_POST_PROCESS_RAN};
 use crate::view::AggregateView;
 
 /// A plugin registration, made by [`register_plugin!`](crate::register_plugin).
@@ -73,7 +74,16 @@ pub struct RegisteredPlugin {
     meta: PluginMeta,
     source: &'static str,
     health: Mutex<Health>,
+    /// What calls of `post_process` have shown: [`HOOK_UNKNOWN`] until the first.
+    post_process: AtomicU8,
 }
+
+/// No call of the hook has returned yet.
+const HOOK_UNKNOWN: u8 = 0;
+/// The plugin implements the hook.
+const HOOK_OWN: u8 = 1;
+/// A call reached the trait's default: the plugin has no hook of its own.
+const HOOK_DEFAULT: u8 = 2;
 
 impl RegisteredPlugin {
     /// The plugin's metadata (read once, at registration).
@@ -110,6 +120,25 @@ impl RegisteredPlugin {
             return true;
         }
         stored.unwrap_or(m.project_default_enabled)
+    }
+
+    /// Whether `post_process` may do anything: true until a call of
+    /// [`RegisteredPlugin::post_process`] has shown that the plugin keeps the
+    /// trait's default (which does nothing).
+    pub fn may_post_process(&self) -> bool {
+        self.post_process.load(Ordering::Relaxed) != HOOK_DEFAULT
+    }
+
+    /// Calls `post_process` like [`RegisteredPlugin::try_call`], and learns
+    /// from the first call whether the plugin implements the hook (whether
+    /// the call went through the trait's default).
+    pub fn post_process(&self, ctx: &PostProcessContext) -> Result<(), PluginError> {
+        DEFAULT_POST_PROCESS_RAN.set(false);
+        let result = self.try_call("post_process", |pl| pl.post_process(ctx));
+        // A panic or an error says nothing about which hook ran, unless it was the default.
+        let learned = if DEFAULT_POST_PROCESS_RAN.replace(false) { HOOK_DEFAULT } else { HOOK_OWN };
+        let _ = self.post_process.compare_exchange(HOOK_UNKNOWN, learned, Ordering::Relaxed, Ordering::Relaxed);
+        result
     }
 
     /// Calls a hook in isolation: an error or a panic becomes a
@@ -297,7 +326,7 @@ impl RegistryBuilder {
             ));
             return self;
         }
-        self.plugins.push(RegisteredPlugin { plugin, meta, source: crate_of(module), health: Mutex::new(Health::default()) });
+        self.plugins.push(RegisteredPlugin { plugin, meta, source: crate_of(module), health: Mutex::new(Health::default()), post_process: AtomicU8::new(HOOK_UNKNOWN) });
         self
     }
 
@@ -414,6 +443,55 @@ mod tests {
         assert!(boom.last.as_ref().unwrap().panicked);
         assert_eq!(boom.last.unwrap().message, "panicked: kaboom");
         assert_eq!(r.get("fails").unwrap().health().last.unwrap().message, "no");
+    }
+
+    /// A plugin with its own `post_process`, which fails (it still has one).
+    struct Notifies;
+    impl Plugin for Notifies {
+        fn meta(&self) -> PluginMeta {
+            PluginMeta::new("Notifies")
+        }
+        fn post_process(&self, _ctx: &PostProcessContext) -> HookResult<()> {
+            Err(PluginError::new("the server is down"))
+        }
+    }
+
+    /// A plugin whose `post_process` panics.
+    struct Panics;
+    impl Plugin for Panics {
+        fn meta(&self) -> PluginMeta {
+            PluginMeta::new("Panics")
+        }
+        fn post_process(&self, _ctx: &PostProcessContext) -> HookResult<()> {
+            panic!("kaboom")
+        }
+    }
+
+    #[test]
+    fn the_first_post_process_call_shows_whether_a_plugin_has_the_hook() {
+        let mut b = Registry::builder();
+        b.add_plugin(Box::new(Named("Quiet", None)), "test_crate").add_plugin(Box::new(Notifies), "test_crate").add_plugin(Box::new(Panics), "test_crate");
+        let r = b.build();
+        let ctx = PostProcessContext::new(
+            crate::ProjectRef::new(1, "org", "p", "P"),
+            crate::IssueRef::new(1, 1, "t"),
+            crate::Event::from_data(1, serde_json::Map::new()),
+            true,
+            false,
+            crate::OptionValues::default(),
+        );
+        // Unknown until called: assumed to have one.
+        assert!(r.plugins().iter().all(RegisteredPlugin::may_post_process));
+        // The panicking plugin runs first: its flag must not leak into the others' verdicts.
+        for slug in ["panics", "quiet", "notifies"] {
+            let _ = r.get(slug).unwrap().post_process(&ctx);
+        }
+        assert!(!r.get("quiet").unwrap().may_post_process());
+        assert!(r.get("notifies").unwrap().may_post_process(), "a failing hook is still a hook");
+        assert!(r.get("panics").unwrap().may_post_process(), "a panicking hook is still a hook");
+        // The verdict stays.
+        let _ = r.get("quiet").unwrap().post_process(&ctx);
+        assert!(!r.get("quiet").unwrap().may_post_process());
     }
 
     #[test]

@@ -315,7 +315,7 @@ fn run_job(state: &AppState, input: JobInput) -> ((PostProcessJob, Vec<(String, 
     ctx.attempt = attempt;
     let plain_members: Vec<Member> = members.iter().map(|(id, email, role)| Member::new(UserRef::new(*id, email, Some(role)), OptionValues::default())).collect();
     for (p, options) in &plugins.enabled {
-        if job.plugin.as_deref().is_some_and(|slug| slug != p.slug()) {
+        if job.plugin.as_deref().is_some_and(|slug| slug != p.slug()) || !p.may_post_process() {
             continue;
         }
         let user_specs = p.call("user_options", |pl| Ok(pl.user_options())).unwrap_or_default();
@@ -341,7 +341,7 @@ fn run_job(state: &AppState, input: JobInput) -> ((PostProcessJob, Vec<(String, 
         };
         ctx.options = options.clone();
         ctx.site_options = plugins.site_options(p.slug());
-        if let Err(e) = p.try_call("post_process", |pl| pl.post_process(&ctx)) {
+        if let Err(e) = p.post_process(&ctx) {
             if e.retryable() && attempt < MAX_ATTEMPTS {
                 // 2 s, 8 s, 32 s, 128 s.
                 let delay = 2f64 * 4f64.powi(attempt as i32 - 1);

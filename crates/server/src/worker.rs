@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use picket_core::normalize::{EventHooks, NoHooks};
 use picket_core::process::{process_envelope_with, Origin};
-use picket_store::digest::PreparedBatchItem;
+use picket_store::digest::{PostProcess, PreparedBatchItem};
 use picket_store::queue;
 
 use crate::AppState;
@@ -161,11 +161,13 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
                         state.queue_len.fetch_sub(batch.rows as i64, Ordering::Relaxed);
                         let new_issues = outcomes.iter().filter(|o| o.is_new).count();
                         let regressions = outcomes.iter().filter(|o| o.is_regression).count();
+                        let post_process_jobs = outcomes.iter().filter(|o| o.post_process_job.is_some()).count();
                         tracing::debug!(
                             envelopes = batch.rows,
                             events = outcomes.len(),
                             new_issues,
                             regressions,
+                            post_process_jobs,
                             commit_ms = started.elapsed().as_millis() as u64,
                             "digested batch"
                         );
@@ -259,13 +261,20 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
 /// `outcomes` follow the batch's events in order, duplicates left out.
 fn hand_off(state: &AppState, outcomes: &[picket_store::digest::EventOutcome], items: Vec<PreparedBatchItem>) {
     let mut outcomes = outcomes.iter().peekable();
+    // Duplicates, and events of projects without post-processing.
+    let mut leftovers = Vec::new();
     for (project_id, evs) in items.into_iter().map(PreparedBatchItem::into_events) {
         for ev in evs {
             let Some(o) = outcomes.next_if(|o| o.project_id == project_id && o.event_id == ev.event_id) else {
+                leftovers.push(ev);
+                continue;
+            };
+            let Some(job_id) = o.post_process_job else {
+                leftovers.push(ev);
                 continue;
             };
             let job = picket_store::plugins::PostProcessJob {
-                id: o.post_process_job,
+                id: job_id,
                 project_id: o.project_id,
                 issue_id: o.issue_id,
                 event_id: o.event_id.clone(),
@@ -277,6 +286,7 @@ fn hand_off(state: &AppState, outcomes: &[picket_store::digest::EventOutcome], i
             state.handoff.send(crate::plugins::Handoff { job, event: picket_plugin_api::Event::from_data_with_tags(o.project_id, ev.tags, ev.data) });
         }
     }
+    state.digest_thread.release(leftovers);
 }
 
 async fn wait_idle(in_flight: &AtomicUsize) {
@@ -320,11 +330,14 @@ async fn read_and_process(state: &AppState, cpu: &CpuThread, after: i64) -> pick
                         client_ip: row.envelope.meta.client_ip.clone(),
                         sdk_client: row.envelope.meta.sdk_client.clone(),
                     };
-                    let project_hooks: &dyn EventHooks = match hooks.get(&origin.project_id) {
-                        Some(Some(p)) => &**p,
-                        _ => &NoHooks,
+                    let (project_hooks, post_process): (&dyn EventHooks, _) = match hooks.get(&origin.project_id) {
+                        Some(Some(p)) if !p.wants_post_process() => (&**p, PostProcess::Skip),
+                        Some(Some(p)) => (&**p, PostProcess::Queue),
+                        // Plugins unknown (the project is gone, or reading them failed):
+                        // post-processing reads them again when it runs.
+                        _ => (&NoHooks, PostProcess::Queue),
                     };
-                    picket_store::digest::prepare_one(process_envelope_with(&origin, &row.envelope.body, registry, project_hooks), &dictionaries)
+                    picket_store::digest::prepare_one(process_envelope_with(&origin, &row.envelope.body, registry, project_hooks), post_process, &dictionaries)
                 })
                 .collect::<Vec<_>>()
         })

@@ -26,8 +26,19 @@ pub struct EventOutcome {
     pub issue_id: i64,
     pub is_new: bool,
     pub is_regression: bool,
-    /// The event's row in the post-process queue.
-    pub post_process_job: i64,
+    /// The event's row in the post-process queue; `None` when the project
+    /// has no plugin that post-processes.
+    pub post_process_job: Option<i64>,
+}
+
+/// Whether a batch item's events are post-processed after they are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PostProcess {
+    /// Each event gets a durable post-process job and keeps its payload for the hand-off.
+    Queue,
+    /// No enabled plugin has a `post_process`: no job, and the payload is
+    /// freed as soon as it is serialized.
+    Skip,
 }
 
 /// A processed envelope with its event payloads already serialized and
@@ -35,12 +46,23 @@ pub struct EventOutcome {
 pub struct PreparedBatchItem {
     env: ProcessedEnvelope,
     event_blobs: Vec<Vec<u8>>,
+    /// What a new issue takes from each event, read before the payload may be freed.
+    issue_seeds: Vec<IssueSeed>,
     transaction_blobs: Vec<Vec<u8>>,
+    post_process: PostProcess,
+}
+
+/// The parts of an event's payload that a new issue stores.
+struct IssueSeed {
+    logger: Option<String>,
+    /// `metadata` (JSON), see [`issue_metadata`].
+    metadata: String,
 }
 
 impl PreparedBatchItem {
     /// The envelope's project and events, given up after the batch is stored
-    /// (post-processing reads them from memory).
+    /// (post-processing reads them from memory). With [`PostProcess::Skip`]
+    /// the events' `data` is empty.
     pub fn into_events(self) -> (i64, Vec<NormalizedEvent>) {
         (self.env.project_id, self.env.events)
     }
@@ -48,14 +70,14 @@ impl PreparedBatchItem {
 
 /// Serializes and compresses what [`apply`] will store (CPU work, off the
 /// writer): events with their project's dictionary, when it has one.
-pub fn prepare(batch: Vec<ProcessedEnvelope>, dictionaries: &Dictionaries) -> Vec<PreparedBatchItem> {
-    batch.into_iter().map(|env| prepare_one(env, dictionaries)).collect()
+pub fn prepare(batch: Vec<ProcessedEnvelope>, post_process: PostProcess, dictionaries: &Dictionaries) -> Vec<PreparedBatchItem> {
+    batch.into_iter().map(|env| prepare_one(env, post_process, dictionaries)).collect()
 }
 
 /// [`prepare`] for one envelope. The digest calls it right after processing
 /// the envelope, while its events are still in the CPU's caches: serializing
 /// a whole batch after processing it read every event back from memory.
-pub fn prepare_one(env: ProcessedEnvelope, dictionaries: &Dictionaries) -> PreparedBatchItem {
+pub fn prepare_one(mut env: ProcessedEnvelope, post_process: PostProcess, dictionaries: &Dictionaries) -> PreparedBatchItem {
     thread_local! {
         // One buffer per thread for the JSON before compression: a fresh
         // `Vec` per event grew by doubling, a copy each time.
@@ -79,11 +101,22 @@ pub fn prepare_one(env: ProcessedEnvelope, dictionaries: &Dictionaries) -> Prepa
             blob
         })
     };
+    let event_blobs = env.events.iter().map(|ev| blob(Some(env.project_id), ev)).collect();
+    let issue_seeds = env.events.iter().map(|ev| IssueSeed { logger: ev.data.get("logger").and_then(Value::as_str).map(String::from), metadata: issue_metadata(ev).to_string() }).collect();
+    if post_process == PostProcess::Skip {
+        // Freed here, on the thread that built it and while it is in the
+        // caches, instead of travelling through the writer.
+        for ev in &mut env.events {
+            drop(std::mem::take(&mut ev.data));
+        }
+    }
     PreparedBatchItem {
-        event_blobs: env.events.iter().map(|ev| blob(Some(env.project_id), ev)).collect(),
+        event_blobs,
+        issue_seeds,
         // Transactions are another shape: an event dictionary would not fit them.
         transaction_blobs: env.transactions.iter().map(|tx| blob(None, tx)).collect(),
         env,
+        post_process,
     }
 }
 
@@ -96,12 +129,12 @@ pub fn apply(conn: &Connection, batch: &[PreparedBatchItem]) -> Result<Vec<Event
     let mut statements = EventStatements::prepare(conn)?;
     for item in batch {
         let env = &item.env;
-        for (ev, blob) in env.events.iter().zip(&item.event_blobs) {
+        for ((ev, blob), seed) in env.events.iter().zip(&item.event_blobs).zip(&item.issue_seeds) {
             if !seen.first_time(env.project_id, &ev.event_id) {
                 *counts.entry((env.project_id, "event".into(), "duplicate")).or_default() += 1;
                 continue;
             }
-            outcomes.push(store_event(conn, &mut statements, env.project_id, ev, blob, &mut agg)?);
+            outcomes.push(store_event(conn, &mut statements, env.project_id, ev, blob, seed, item.post_process, &mut agg)?);
             *counts.entry((env.project_id, "event".into(), "accepted")).or_default() += 1;
         }
         for (tx, blob) in env.transactions.iter().zip(&item.transaction_blobs) {
@@ -227,7 +260,17 @@ impl<'c> EventStatements<'c> {
 }
 
 /// Stores one event (not a duplicate: see [`SeenEvents`]) and updates its issue.
-fn store_event(conn: &Connection, st: &mut EventStatements<'_>, project_id: i64, ev: &NormalizedEvent, blob: &[u8], agg: &mut Aggregates) -> Result<EventOutcome> {
+#[allow(clippy::too_many_arguments)] // one call site, in `apply`
+fn store_event(
+    conn: &Connection,
+    st: &mut EventStatements<'_>,
+    project_id: i64,
+    ev: &NormalizedEvent,
+    blob: &[u8],
+    seed: &IssueSeed,
+    post_process: PostProcess,
+    agg: &mut Aggregates,
+) -> Result<EventOutcome> {
     // Find the issue owning any of the event's hashes (most are known from
     // earlier events of the batch).
     let mut issue_id: Option<i64> = None;
@@ -264,13 +307,11 @@ fn store_event(conn: &Connection, st: &mut EventStatements<'_>, project_id: i64,
             id
         }
         None => {
-            let logger = ev.data.get("logger").and_then(Value::as_str);
-            let metadata = issue_metadata(ev);
             conn.prepare_cached(
                 "INSERT INTO issues (project_id, title, culprit, event_type, level, platform, logger, status, first_seen, last_seen, times_seen, first_release, search_text, metadata)
                  VALUES (?, ?, ?, ?, ?, ?, ?, 'unresolved', ?, ?, 1, ?, ?, ?)",
             )?
-            .execute(params![project_id, ev.title, ev.culprit, ev.event_type.as_str(), ev.level.as_str(), ev.platform, logger, ev.timestamp, ev.timestamp, ev.release, ev.search_text, metadata.to_string()])?;
+            .execute(params![project_id, ev.title, ev.culprit, ev.event_type.as_str(), ev.level.as_str(), ev.platform, seed.logger, ev.timestamp, ev.timestamp, ev.release, ev.search_text, seed.metadata])?;
             let id = conn.last_insert_rowid();
             agg.unresolved.insert(id);
             id
@@ -301,7 +342,10 @@ fn store_event(conn: &Connection, st: &mut EventStatements<'_>, project_id: i64,
     }
     // Plugins' post_process runs after the commit; this durable row is the record
     // of it until it has run (see `plugins::enqueue_post_process`).
-    let post_process_job = crate::plugins::enqueue_post_process(&mut st.insert_post_process, project_id, issue_id, &ev.event_id, is_new, is_regression)?;
+    let post_process_job = match post_process {
+        PostProcess::Queue => Some(crate::plugins::enqueue_post_process(&mut st.insert_post_process, project_id, issue_id, &ev.event_id, is_new, is_regression)?),
+        PostProcess::Skip => None,
+    };
     Ok(EventOutcome { project_id, event_id: ev.event_id.clone(), issue_id, is_new, is_regression, post_process_job })
 }
 

@@ -31,7 +31,7 @@ fn digest_events(store: &Store, events: &[(i64, &str, f64, &str)]) -> Vec<digest
             process_envelope(&Origin { queue_id: n as i64 + 1, project_id: *project_id, received: *received, ..Origin::default() }, &envelope(id, payload))
         })
         .collect();
-    let prepared = digest::prepare(processed, store.dictionaries());
+    let prepared = digest::prepare(processed, digest::PostProcess::Queue, store.dictionaries());
     store.write_blocking(move |c| digest::apply(c, &prepared)).unwrap()
 }
 
@@ -70,7 +70,7 @@ fn a_queue_row_that_cannot_be_decoded_does_not_stop_the_digest() {
     assert_eq!(rows[1].envelope.body, body, "the rows after it are not affected");
     let processed: Vec<_> = rows.iter().map(|r| process_envelope(&Origin { queue_id: r.id, project_id: pid, received: r.envelope.received, ..Origin::default() }, &r.envelope.body)).collect();
     assert_eq!(processed[0].counted, vec![("envelope".to_string(), "invalid")], "counted as an invalid envelope");
-    let prepared = digest::prepare(processed, store.dictionaries());
+    let prepared = digest::prepare(processed, digest::PostProcess::Queue, store.dictionaries());
     let outcomes = store.write_blocking(move |c| digest::apply(c, &prepared)).unwrap();
     assert_eq!(outcomes.len(), 1, "the good row is stored");
     assert_eq!(store.read(queue::len).unwrap(), 0, "both rows leave the queue");
@@ -133,7 +133,7 @@ fn queue_round_trip_and_digest_exactly_once() {
         .iter()
         .map(|r| process_envelope(&Origin { queue_id: r.id, project_id: pid, received: r.envelope.received, ..Origin::default() }, &r.envelope.body))
         .collect();
-    let prepared = digest::prepare(processed, store.dictionaries());
+    let prepared = digest::prepare(processed, digest::PostProcess::Queue, store.dictionaries());
     let outcomes = store.write_blocking(move |c| digest::apply(c, &prepared)).unwrap();
     assert_eq!(outcomes.len(), 1, "the duplicate is not counted");
     assert!(outcomes[0].is_new);
@@ -146,11 +146,44 @@ fn queue_round_trip_and_digest_exactly_once() {
     // Resolve, then a new event of the same issue is a regression.
     store.write_blocking(move |c| query::set_issue_status(c, issue.id, "resolved")).unwrap();
     let next = process_envelope(&Origin { project_id: pid, received: now(), ..Origin::default() }, &envelope(&"bb".repeat(16), r#"{"message": "User 2 failed", "user": {"id": "1"}}"#));
-    let prepared = digest::prepare(vec![next], store.dictionaries());
+    let prepared = digest::prepare(vec![next], digest::PostProcess::Queue, store.dictionaries());
     let outcomes = store.write_blocking(move |c| digest::apply(c, &prepared)).unwrap();
     assert!(!outcomes[0].is_new && outcomes[0].is_regression);
     let issue = store.read(|c| query::issue(c, issue.id)).unwrap();
     assert_eq!((issue.status.as_str(), issue.substatus.as_deref(), issue.times_seen, issue.user_count), ("unresolved", Some("regressed"), 2, 1));
+    store.close();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn without_post_processing_no_job_is_queued_and_the_event_is_stored_whole() {
+    let (store, dir) = temp_store("skip-post-process");
+    let queued = project(&store);
+    let skipped = store.write_blocking(|c| Ok(accounts::create_project(c, "acme", "api", "API", None)?.0.id)).unwrap();
+    let id = "dd".repeat(16);
+    let payload = r#"{"logger": "app.jobs", "exception": {"values": [{"type": "KeyError", "value": "'user'"}]}, "tags": {"t": "x"}}"#;
+    let digest = |project_id: i64, post_process: digest::PostProcess| {
+        let processed = process_envelope(&Origin { queue_id: 1, project_id, received: 1_700_000_000.0, ..Origin::default() }, &envelope(&id, payload));
+        let prepared = digest::prepare(vec![processed], post_process, store.dictionaries());
+        let (outcomes, prepared) = store.write_blocking(move |c| Ok((digest::apply(c, &prepared)?, prepared))).unwrap();
+        let (_, events) = prepared.into_iter().next().unwrap().into_events();
+        (outcomes.into_iter().next().unwrap(), events.into_iter().next().unwrap())
+    };
+    let (with_job, kept) = digest(queued, digest::PostProcess::Queue);
+    let (without, freed) = digest(skipped, digest::PostProcess::Skip);
+    assert!(with_job.post_process_job.is_some() && without.post_process_job.is_none());
+    let jobs: Vec<(i64, i64)> = store.read(|c| Ok(c.prepare("SELECT id, project_id FROM post_process")?.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?)).unwrap();
+    assert_eq!(jobs, vec![(with_job.post_process_job.unwrap(), queued)], "one job, for the project that post-processes");
+    assert!(!kept.data.is_empty() && freed.data.is_empty(), "the payload is freed once stored when nothing post-processes it");
+    // What is stored does not depend on it: the event and its new issue's fields.
+    let read = |project_id: i64, issue_id: i64| {
+        let id = id.clone();
+        store.read(move |c| Ok((query::event(c, project_id, &id)?.unwrap().data, query::issue(c, issue_id)?))).unwrap()
+    };
+    let ((kept_data, kept_issue), (freed_data, freed_issue)) = (read(queued, with_job.issue_id), read(skipped, without.issue_id));
+    assert_eq!(kept_data, freed_data);
+    assert_eq!((freed_issue.logger.as_deref(), &freed_issue.metadata), (Some("app.jobs"), &serde_json::json!({"type": "KeyError", "value": "'user'"})));
+    assert_eq!((kept_issue.logger, kept_issue.metadata), (freed_issue.logger, freed_issue.metadata));
     store.close();
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -83,13 +83,16 @@ impl Picket {
     }
 
     /// Like [`Picket::start`] with extra `PICKET_*` variables.
-    pub fn start_with(name: &str, env: &[(&str, &str)]) -> Picket {
+    pub fn start_with(name: &str, env_extra: &[(&str, &str)]) -> Picket {
         let dir = unique_dir(name);
         let port = free_port();
-        let mut env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        env.push(("PICKET_BIND".into(), format!("127.0.0.1:{port}")));
-        env.push(("PICKET_DATA_DIR".into(), dir.join("data").display().to_string()));
-        env.push(("PICKET_LOG".into(), "info".into()));
+        let mut env: Vec<(String, String)> = vec![
+            ("PICKET_BIND".into(), format!("127.0.0.1:{port}")),
+            ("PICKET_DATA_DIR".into(), dir.join("data").display().to_string()),
+            ("PICKET_LOG".into(), "info".into()),
+        ];
+        // The test's own variables come last, so they win (e.g. `PICKET_LOG`).
+        env.extend(env_extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let mut p = Picket { dir, port, dsn: String::new(), public_key: String::new(), project_id: 0, token: String::new(), env, child: None };
         p.cli_ok(&["createuser", "--email", "admin@example.com", "--password", "correct horse battery", "--superuser"]);
         p.cli_ok(&["org", "create", "acme", "--name", "Acme"]);

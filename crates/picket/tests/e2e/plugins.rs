@@ -154,6 +154,34 @@ fn webhooks_are_signed_refused_for_private_addresses_and_retried() {
     assert_eq!(receiver.received().len(), 2);
 }
 
+/// A project whose enabled plugins have no `post_process` queues no
+/// post-processing once Picket has seen that (the first events still go
+/// through it); enabling one that has the hook brings it back at once.
+#[test]
+fn post_processing_is_queued_only_for_plugins_that_have_it() {
+    let receiver = Receiver::start(vec![]);
+    let p = Picket::start_with("plugin-post-process-skip", &[("PICKET_LOG", "info,picket_server::worker=debug")]);
+    let jobs_in_batches = |p: &Picket| -> Vec<usize> {
+        p.log().lines().filter(|l| l.contains("digested batch")).filter_map(|l| l.split("post_process_jobs=").nth(1)?.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()).collect()
+    };
+    // Only the default plugins (tags) are on: one of the first events shows
+    // that none of them has the hook, and the batches after queue nothing.
+    let mut sent = 0;
+    wait_until("a batch without post-process jobs", &p, 20, || {
+        send(&p, error_event("QuietError", "nobody listens"));
+        sent += 1;
+        p.wait_for_events(sent);
+        jobs_in_batches(&p).last() == Some(&0)
+    });
+    assert_eq!(jobs_in_batches(&p)[0], 1, "the first event is post-processed: the plugins' hooks are not known yet");
+    // Enabling a plugin with the hook takes effect with the next event.
+    p.cli_ok(&["plugins", "set", "webhooks", "allow_private_networks=true"]);
+    configure(&p, "webhooks", json!({"enabled": true, "options": {"urls": receiver.url("/hook"), "when": "new"}}));
+    send(&p, error_event("LoudError", "the webhook hears this"));
+    wait_until("the webhook", &p, 20, || receiver.received().iter().any(|r| r.json()["issue"]["title"] == "LoudError: the webhook hears this"));
+    assert_eq!(jobs_in_batches(&p).last(), Some(&1));
+}
+
 #[test]
 fn slack_and_discord_get_a_short_message_with_a_link() {
     let receiver = Receiver::start(vec![]);
