@@ -21,10 +21,12 @@ use crate::options::{OptionSpec, OptionValues};
 use crate::perm::Permission;
 
 thread_local! {
-    /// Set by the default [`Plugin::post_process`]: how the registry learns,
-    /// on the first call, that a plugin has no hook of its own (Rust cannot
-    /// tell an overridden trait method from the default otherwise).
-    pub(crate) static DEFAULT_POST_PROCESS_RAN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Set by the default [`Plugin::post_process`] to the type whose default
+    /// ran: how the registry learns, on the first call, that a plugin has no
+    /// hook of its own (Rust cannot tell an overridden trait method from the
+    /// default otherwise). The type, not a flag, so that a plugin whose own
+    /// hook calls another plugin's default still counts as having a hook.
+    pub(crate) static DEFAULT_POST_PROCESS_RAN: std::cell::Cell<Option<std::any::TypeId>> = const { std::cell::Cell::new(None) };
 }
 
 /// Describes a plugin: shown in `picket plugins list`, the API and the web UI.
@@ -434,7 +436,7 @@ impl PermContext {
 ///
 /// Picket creates one instance and shares it between threads: keep state in
 /// options, in issue meta, or behind a lock.
-pub trait Plugin: Send + Sync + 'static {
+pub trait Plugin: std::any::Any + Send + Sync {
     /// Title, slug, version, author, and how the plugin is enabled.
     fn meta(&self) -> PluginMeta;
 
@@ -524,11 +526,10 @@ pub trait Plugin: Send + Sync + 'static {
     /// backoff; this hook can neither slow nor break ingest.
     ///
     /// A plugin that does not implement it costs nothing here: once a call
-    /// has gone through this default, Picket queues no post-processing for
-    /// projects whose enabled plugins all lack the hook. (A plugin whose own
-    /// hook only delegates to another plugin's default is taken as lacking it.)
+    /// has shown that the plugin keeps this default, Picket queues no
+    /// post-processing for projects whose enabled plugins all lack the hook.
     fn post_process(&self, _ctx: &PostProcessContext) -> HookResult<()> {
-        DEFAULT_POST_PROCESS_RAN.set(true);
+        DEFAULT_POST_PROCESS_RAN.set(Some(std::any::TypeId::of::<Self>()));
         Ok(())
     }
 

@@ -75,7 +75,7 @@ pub struct RegisteredPlugin {
     source: &'static str,
     health: Mutex<Health>,
     /// What calls of `post_process` have shown: [`HOOK_UNKNOWN`] until the first.
-    post_process: AtomicU8,
+    post_process_hook: AtomicU8,
 }
 
 /// No call of the hook has returned yet.
@@ -126,18 +126,20 @@ impl RegisteredPlugin {
     /// [`RegisteredPlugin::post_process`] has shown that the plugin keeps the
     /// trait's default (which does nothing).
     pub fn may_post_process(&self) -> bool {
-        self.post_process.load(Ordering::Relaxed) != HOOK_DEFAULT
+        self.post_process_hook.load(Ordering::Relaxed) != HOOK_DEFAULT
     }
 
     /// Calls `post_process` like [`RegisteredPlugin::try_call`], and learns
     /// from the first call whether the plugin implements the hook (whether
-    /// the call went through the trait's default).
+    /// the call ran the trait's default for the plugin's own type).
     pub fn post_process(&self, ctx: &PostProcessContext) -> Result<(), PluginError> {
-        DEFAULT_POST_PROCESS_RAN.set(false);
+        DEFAULT_POST_PROCESS_RAN.set(None);
         let result = self.try_call("post_process", |pl| pl.post_process(ctx));
-        // A panic or an error says nothing about which hook ran, unless it was the default.
-        let learned = if DEFAULT_POST_PROCESS_RAN.replace(false) { HOOK_DEFAULT } else { HOOK_OWN };
-        let _ = self.post_process.compare_exchange(HOOK_UNKNOWN, learned, Ordering::Relaxed, Ordering::Relaxed);
+        // Only this plugin's own type running the default means it has no hook:
+        // whether a type overrides a method does not change between calls.
+        let plugin: &dyn std::any::Any = &*self.plugin;
+        let learned = if DEFAULT_POST_PROCESS_RAN.take() == Some(plugin.type_id()) { HOOK_DEFAULT } else { HOOK_OWN };
+        let _ = self.post_process_hook.compare_exchange(HOOK_UNKNOWN, learned, Ordering::Relaxed, Ordering::Relaxed);
         result
     }
 
@@ -326,7 +328,7 @@ impl RegistryBuilder {
             ));
             return self;
         }
-        self.plugins.push(RegisteredPlugin { plugin, meta, source: crate_of(module), health: Mutex::new(Health::default()), post_process: AtomicU8::new(HOOK_UNKNOWN) });
+        self.plugins.push(RegisteredPlugin { plugin, meta, source: crate_of(module), health: Mutex::new(Health::default()), post_process_hook: AtomicU8::new(HOOK_UNKNOWN) });
         self
     }
 
@@ -467,10 +469,24 @@ mod tests {
         }
     }
 
+    /// A plugin whose hook runs another plugin's first (here the default),
+    /// as a wrapper would, before its own work.
+    struct Wraps(Named);
+    impl Plugin for Wraps {
+        fn meta(&self) -> PluginMeta {
+            PluginMeta::new("Wraps")
+        }
+        fn post_process(&self, ctx: &PostProcessContext) -> HookResult<()> {
+            self.0.post_process(ctx)
+        }
+    }
+
     #[test]
     fn the_first_post_process_call_shows_whether_a_plugin_has_the_hook() {
         let mut b = Registry::builder();
-        b.add_plugin(Box::new(Named("Quiet", None)), "test_crate").add_plugin(Box::new(Notifies), "test_crate").add_plugin(Box::new(Panics), "test_crate");
+        for p in [Box::new(Named("Quiet", None)) as Box<dyn Plugin>, Box::new(Notifies), Box::new(Panics), Box::new(Wraps(Named("Inner", None)))] {
+            b.add_plugin(p, "test_crate");
+        }
         let r = b.build();
         let ctx = PostProcessContext::new(
             crate::ProjectRef::new(1, "org", "p", "P"),
@@ -482,16 +498,13 @@ mod tests {
         );
         // Unknown until called: assumed to have one.
         assert!(r.plugins().iter().all(RegisteredPlugin::may_post_process));
-        // The panicking plugin runs first: its flag must not leak into the others' verdicts.
-        for slug in ["panics", "quiet", "notifies"] {
+        for slug in ["notifies", "panics", "wraps", "quiet"] {
             let _ = r.get(slug).unwrap().post_process(&ctx);
         }
         assert!(!r.get("quiet").unwrap().may_post_process());
         assert!(r.get("notifies").unwrap().may_post_process(), "a failing hook is still a hook");
         assert!(r.get("panics").unwrap().may_post_process(), "a panicking hook is still a hook");
-        // The verdict stays.
-        let _ = r.get("quiet").unwrap().post_process(&ctx);
-        assert!(!r.get("quiet").unwrap().may_post_process());
+        assert!(r.get("wraps").unwrap().may_post_process(), "a hook that runs another plugin's default is still a hook");
     }
 
     #[test]

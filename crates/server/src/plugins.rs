@@ -5,7 +5,8 @@
 //!   at once; one made by another process within the TTL).
 //! - [`run_post_process`] runs every enabled plugin's `post_process` after an
 //!   event is committed, off the ingest path. The digest writes a durable job
-//!   row with each event and hands the event over in memory; the row is
+//!   row with each event (unless no plugin enabled in the project has the
+//!   hook) and hands the event over in memory; the row is
 //!   deleted once the plugins ran, and a scan of the queue takes up retries
 //!   (exponential backoff, up to [`MAX_ATTEMPTS`] tries) and first runs the
 //!   hand-off lost (a crash), so delivery is at least once.

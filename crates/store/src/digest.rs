@@ -46,7 +46,8 @@ pub enum PostProcess {
 pub struct PreparedBatchItem {
     env: ProcessedEnvelope,
     event_blobs: Vec<Vec<u8>>,
-    /// What a new issue takes from each event, read before the payload may be freed.
+    /// With [`PostProcess::Skip`], what a new issue takes from each event,
+    /// read before the payload is freed (empty otherwise: read when needed).
     issue_seeds: Vec<IssueSeed>,
     transaction_blobs: Vec<Vec<u8>>,
     post_process: PostProcess,
@@ -57,6 +58,12 @@ struct IssueSeed {
     logger: Option<String>,
     /// `metadata` (JSON), see [`issue_metadata`].
     metadata: String,
+}
+
+impl IssueSeed {
+    fn of(ev: &NormalizedEvent) -> IssueSeed {
+        IssueSeed { logger: ev.data.get("logger").and_then(Value::as_str).map(String::from), metadata: issue_metadata(ev).to_string() }
+    }
 }
 
 impl PreparedBatchItem {
@@ -102,8 +109,9 @@ pub fn prepare_one(mut env: ProcessedEnvelope, post_process: PostProcess, dictio
         })
     };
     let event_blobs = env.events.iter().map(|ev| blob(Some(env.project_id), ev)).collect();
-    let issue_seeds = env.events.iter().map(|ev| IssueSeed { logger: ev.data.get("logger").and_then(Value::as_str).map(String::from), metadata: issue_metadata(ev).to_string() }).collect();
+    let mut issue_seeds = Vec::new();
     if post_process == PostProcess::Skip {
+        issue_seeds = env.events.iter().map(IssueSeed::of).collect();
         // Freed here, on the thread that built it and while it is in the
         // caches, instead of travelling through the writer.
         for ev in &mut env.events {
@@ -129,12 +137,12 @@ pub fn apply(conn: &Connection, batch: &[PreparedBatchItem]) -> Result<Vec<Event
     let mut statements = EventStatements::prepare(conn)?;
     for item in batch {
         let env = &item.env;
-        for ((ev, blob), seed) in env.events.iter().zip(&item.event_blobs).zip(&item.issue_seeds) {
+        for (i, (ev, blob)) in env.events.iter().zip(&item.event_blobs).enumerate() {
             if !seen.first_time(env.project_id, &ev.event_id) {
                 *counts.entry((env.project_id, "event".into(), "duplicate")).or_default() += 1;
                 continue;
             }
-            outcomes.push(store_event(conn, &mut statements, env.project_id, ev, blob, seed, item.post_process, &mut agg)?);
+            outcomes.push(store_event(conn, &mut statements, env.project_id, ev, blob, item.issue_seeds.get(i), item.post_process, &mut agg)?);
             *counts.entry((env.project_id, "event".into(), "accepted")).or_default() += 1;
         }
         for (tx, blob) in env.transactions.iter().zip(&item.transaction_blobs) {
@@ -267,7 +275,7 @@ fn store_event(
     project_id: i64,
     ev: &NormalizedEvent,
     blob: &[u8],
-    seed: &IssueSeed,
+    seed: Option<&IssueSeed>,
     post_process: PostProcess,
     agg: &mut Aggregates,
 ) -> Result<EventOutcome> {
@@ -307,6 +315,14 @@ fn store_event(
             id
         }
         None => {
+            let read;
+            let seed = match seed {
+                Some(seed) => seed,
+                None => {
+                    read = IssueSeed::of(ev);
+                    &read
+                }
+            };
             conn.prepare_cached(
                 "INSERT INTO issues (project_id, title, culprit, event_type, level, platform, logger, status, first_seen, last_seen, times_seen, first_release, search_text, metadata)
                  VALUES (?, ?, ?, ?, ?, ?, ?, 'unresolved', ?, ?, 1, ?, ?, ?)",
