@@ -331,8 +331,7 @@ async fn read_and_process(state: &AppState, cpu: &CpuThread, after: i64) -> pick
                         sdk_client: row.envelope.meta.sdk_client.clone(),
                     };
                     let (project_hooks, post_process): (&dyn EventHooks, _) = match hooks.get(&origin.project_id) {
-                        Some(Some(p)) if !p.wants_post_process() => (&**p, PostProcess::Skip),
-                        Some(Some(p)) => (&**p, PostProcess::Queue),
+                        Some(Some(p)) => (&**p, if p.wants_post_process() { PostProcess::Queue } else { PostProcess::Skip }),
                         // Plugins unknown (the project is gone, or reading them failed):
                         // post-processing reads them again when it runs.
                         _ => (&NoHooks, PostProcess::Queue),

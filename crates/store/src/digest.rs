@@ -137,12 +137,12 @@ pub fn apply(conn: &Connection, batch: &[PreparedBatchItem]) -> Result<Vec<Event
     let mut statements = EventStatements::prepare(conn)?;
     for item in batch {
         let env = &item.env;
-        for (i, (ev, blob)) in env.events.iter().zip(&item.event_blobs).enumerate() {
+        for (i, ev) in env.events.iter().enumerate() {
             if !seen.first_time(env.project_id, &ev.event_id) {
                 *counts.entry((env.project_id, "event".into(), "duplicate")).or_default() += 1;
                 continue;
             }
-            outcomes.push(store_event(conn, &mut statements, env.project_id, ev, blob, item.issue_seeds.get(i), item.post_process, &mut agg)?);
+            outcomes.push(store_event(conn, &mut statements, item, i, &mut agg)?);
             *counts.entry((env.project_id, "event".into(), "accepted")).or_default() += 1;
         }
         for (tx, blob) in env.transactions.iter().zip(&item.transaction_blobs) {
@@ -267,18 +267,9 @@ impl<'c> EventStatements<'c> {
     }
 }
 
-/// Stores one event (not a duplicate: see [`SeenEvents`]) and updates its issue.
-#[allow(clippy::too_many_arguments)] // one call site, in `apply`
-fn store_event(
-    conn: &Connection,
-    st: &mut EventStatements<'_>,
-    project_id: i64,
-    ev: &NormalizedEvent,
-    blob: &[u8],
-    seed: Option<&IssueSeed>,
-    post_process: PostProcess,
-    agg: &mut Aggregates,
-) -> Result<EventOutcome> {
+/// Stores the item's event `i` (not a duplicate: see [`SeenEvents`]) and updates its issue.
+fn store_event(conn: &Connection, st: &mut EventStatements<'_>, item: &PreparedBatchItem, i: usize, agg: &mut Aggregates) -> Result<EventOutcome> {
+    let (project_id, ev, blob) = (item.env.project_id, &item.env.events[i], &item.event_blobs[i]);
     // Find the issue owning any of the event's hashes (most are known from
     // earlier events of the batch).
     let mut issue_id: Option<i64> = None;
@@ -316,7 +307,7 @@ fn store_event(
         }
         None => {
             let read;
-            let seed = match seed {
+            let seed = match item.issue_seeds.get(i) {
                 Some(seed) => seed,
                 None => {
                     read = IssueSeed::of(ev);
@@ -358,7 +349,7 @@ fn store_event(
     }
     // Plugins' post_process runs after the commit; this durable row is the record
     // of it until it has run (see `plugins::enqueue_post_process`).
-    let post_process_job = match post_process {
+    let post_process_job = match item.post_process {
         PostProcess::Queue => Some(crate::plugins::enqueue_post_process(&mut st.insert_post_process, project_id, issue_id, &ev.event_id, is_new, is_regression)?),
         PostProcess::Skip => None,
     };
