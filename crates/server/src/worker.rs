@@ -16,6 +16,7 @@ use picket_core::normalize::{EventHooks, NoHooks};
 use picket_core::process::{process_envelope_with, Origin};
 use picket_store::digest::{PostProcess, PreparedBatchItem};
 use picket_store::queue;
+use picket_store::tags::{TagCounts, TagsInBatch};
 
 use crate::AppState;
 
@@ -134,16 +135,35 @@ const GATHER: Duration = Duration::from_millis(50);
 /// behind (measured: p99 acceptance latency at 1,000/s went from 4.5 to 20 ms).
 const GATHER_WHEN_WAITING: f64 = 8.0;
 
+/// Under sustained load, tag counts are kept back and written with a later
+/// batch at least this often (see `picket_store::tags`): tag searches and
+/// tag counts lag the stored events by at most about this much.
+const TAG_WRITE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Kept-back tag rows written at once, whatever their age (about 150 bytes
+/// of memory each).
+const MAX_KEPT_BACK_TAG_ROWS: usize = 50_000;
+
 /// A processed batch on its way to the writer.
 struct Batch {
     items: Vec<PreparedBatchItem>,
     rows: usize,
     /// Decoded bytes of the rows.
     bytes: usize,
+    /// No queued rows were waiting after this batch's when it was read: the
+    /// digest is keeping up, and the batch writes its tag counts (with any
+    /// kept back) instead of keeping them back too.
+    caught_up: bool,
 }
 
 /// Runs until `shutdown` resolves; finishes the batches in hand first.
 pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    // Tag counts that a crash kept from being written, before anything new is stored.
+    match state.store.write(picket_store::tags::recount_uncounted).await {
+        Ok(0) => {}
+        Ok(events) => tracing::info!(events, "counted the tags of events stored before the last stop, whose counts had been kept back"),
+        Err(e) => tracing::error!(error = %e, "counting the tags of events stored before the last stop failed; their tag counts stay short until it succeeds at a later start"),
+    }
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(1);
     let in_flight = Arc::new(AtomicUsize::new(0));
     // Queue rows in batches handed to the writer and not yet stored.
@@ -152,11 +172,34 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
     let writer = {
         let (state, in_flight, failed, handed_rows) = (state.clone(), in_flight.clone(), failed.clone(), handed_rows.clone());
         tokio::spawn(async move {
+            // Locked only by this task and, while a batch is stored, by the writer thread.
+            let kept_back = Arc::new(std::sync::Mutex::new(TagCounts::default()));
             while let Some(batch) = rx.recv().await {
                 let started = std::time::Instant::now();
                 let items = batch.items;
-                match state.store.write(move |c| Ok((picket_store::digest::apply(c, &items)?, items))).await {
-                    Ok((outcomes, items)) => {
+                let write_tags = {
+                    let k = lock(&kept_back);
+                    batch.caught_up || k.age() >= TAG_WRITE_INTERVAL || k.len() >= MAX_KEPT_BACK_TAG_ROWS
+                };
+                let in_writer = kept_back.clone();
+                let stored = state.store.write(move |c| {
+                    let k = lock(&in_writer);
+                    let tags = if write_tags { TagsInBatch::Write { kept_back: &k } } else { TagsInBatch::KeepBack };
+                    let (outcomes, batch_tags) = picket_store::digest::apply_with(c, &items, tags)?;
+                    Ok((outcomes, batch_tags, items))
+                });
+                match stored.await {
+                    Ok((outcomes, batch_tags, items)) => {
+                        // Committed: what was written is forgotten, what was kept back waits.
+                        let tags_kept_back = {
+                            let mut k = lock(&kept_back);
+                            if write_tags {
+                                k.clear();
+                            } else {
+                                k.merge(batch_tags);
+                            }
+                            k.len()
+                        };
                         hand_off(&state, &outcomes, items);
                         state.queue_len.fetch_sub(batch.rows as i64, Ordering::Relaxed);
                         let new_issues = outcomes.iter().filter(|o| o.is_new).count();
@@ -168,6 +211,8 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
                             new_issues,
                             regressions,
                             post_process_jobs,
+                            tags_written = write_tags,
+                            tags_kept_back,
                             commit_ms = started.elapsed().as_millis() as u64,
                             "digested batch"
                         );
@@ -181,6 +226,14 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
                 }
                 handed_rows.fetch_sub(batch.rows as i64, Ordering::Relaxed);
                 in_flight.fetch_sub(1, Ordering::Release);
+            }
+            // Stopping: write what is kept back (if this fails, the next start recounts it).
+            let k = std::mem::take(&mut *lock(&kept_back));
+            if !k.is_empty() {
+                let rows = k.len();
+                if let Err(e) = state.store.write(move |c| picket_store::tags::write_kept_back(c, &k)).await {
+                    tracing::error!(error = %e, rows, "writing the kept-back tag counts failed; they are recounted from the stored events at the next start");
+                }
             }
         })
     };
@@ -212,8 +265,9 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
             after = 0;
         }
         match read_and_process(&state, &cpu, after).await {
-            Ok(Some((last, batch))) => {
+            Ok(Some((last, mut batch))) => {
                 after = last;
+                batch.caught_up = state.queue_len.load(Ordering::Relaxed) - handed_rows.load(Ordering::Relaxed) - batch.rows as i64 <= 0;
                 // Full by count or by bytes (large events make short batches).
                 let avg_bytes = (batch.bytes / batch.rows.max(1)).max(1);
                 let fill = state.settings.digest_batch.min(queue::MAX_BATCH_BYTES / avg_bytes).max(1);
@@ -289,6 +343,12 @@ fn hand_off(state: &AppState, outcomes: &[picket_store::digest::EventOutcome], i
     state.digest_thread.release(leftovers);
 }
 
+/// The lock of the kept-back tag counts. The writer only reads them, so a
+/// panic there leaves them whole: a poisoned lock is used as it is.
+fn lock(counts: &std::sync::Mutex<TagCounts>) -> std::sync::MutexGuard<'_, TagCounts> {
+    counts.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 async fn wait_idle(in_flight: &AtomicUsize) {
     while in_flight.load(Ordering::Acquire) > 0 {
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -358,5 +418,5 @@ async fn read_and_process(state: &AppState, cpu: &CpuThread, after: i64) -> pick
             }
         });
     }
-    Ok(Some((last, Batch { items, rows: n, bytes })))
+    Ok(Some((last, Batch { items, rows: n, bytes, caught_up: true })))
 }

@@ -10,12 +10,13 @@ use rusqlite::{params, CachedStatement, Connection, OptionalExtension};
 use serde_json::Value;
 
 use crate::dictionary::Dictionaries;
+use crate::tags::{TagCounts, TagsInBatch};
 use crate::Result;
 
 /// The writer's per-batch maps and sets, keyed by issue ids, tags and event
 /// ids: about 40 lookups per event, where SipHash (the std default) was 5%
 /// of the writer's instructions.
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
 
 /// What happened to an event in the batch; plugins' `post_process` reads this.
@@ -128,8 +129,21 @@ pub fn prepare_one(mut env: ProcessedEnvelope, post_process: PostProcess, dictio
     }
 }
 
-/// Stores a batch; returns the outcome of each new (non-duplicate) event.
+/// Stores a batch with its tag counts; returns the outcome of each new
+/// (non-duplicate) event.
 pub fn apply(conn: &Connection, batch: &[PreparedBatchItem]) -> Result<Vec<EventOutcome>> {
+    Ok(apply_with(conn, batch, TagsInBatch::Write { kept_back: &TagCounts::default() })?.0)
+}
+
+/// Stores a batch, and its tag counts as `tags` says (see [`crate::tags`]);
+/// returns the outcome of each new (non-duplicate) event, and the batch's
+/// tag counts when they are kept back.
+pub fn apply_with(conn: &Connection, batch: &[PreparedBatchItem], tags: TagsInBatch<'_>) -> Result<(Vec<EventOutcome>, TagCounts)> {
+    // The row id the batch's first event will get (SQLite's: the highest plus one).
+    let first_event_id = match tags {
+        TagsInBatch::KeepBack => Some(conn.prepare_cached("SELECT IFNULL(MAX(id), 0) + 1 FROM events")?.query_row([], |r| r.get::<_, i64>(0))?),
+        TagsInBatch::Write { .. } => None,
+    };
     let mut outcomes = Vec::new();
     let mut counts: FastMap<(i64, String, &'static str), i64> = FastMap::default();
     let mut agg = Aggregates::default();
@@ -188,7 +202,9 @@ pub fn apply(conn: &Connection, batch: &[PreparedBatchItem]) -> Result<Vec<Event
         }
     }
     drop(statements); // back into the statement cache
-    agg.flush(conn)?;
+    let tag_counts = agg.flush(conn)?;
+    let stored_events = if tag_counts.is_empty() { None } else { first_event_id };
+    let kept_back = crate::tags::finish_batch(conn, tag_counts, stored_events, tags)?;
     for ((project_id, item_type, outcome), n) in counts {
         conn.prepare_cached(
             "INSERT INTO item_counts (project_id, item_type, outcome, count) VALUES (?, ?, ?, ?)
@@ -200,7 +216,7 @@ pub fn apply(conn: &Connection, batch: &[PreparedBatchItem]) -> Result<Vec<Event
     if let (Some(first), Some(last)) = (ids.clone().min(), ids.max()) {
         crate::queue::delete_range(conn, first, last)?;
     }
-    Ok(outcomes)
+    Ok((outcomes, kept_back))
 }
 
 /// The event ids a batch must not store again: those already stored, read
@@ -337,7 +353,7 @@ fn store_event(conn: &Connection, st: &mut EventStatements<'_>, item: &PreparedB
     }
     st.insert_event.execute(params![project_id, ev.event_id, issue_id, ev.timestamp, ev.received, ev.level.as_str(), ev.title, ev.environment, ev.release, blob])?;
     for (k, v) in &ev.tags {
-        agg.tags.entry((issue_id, k.clone(), v.clone())).or_insert((0, ev.timestamp, ev.timestamp)).add(ev.timestamp);
+        agg.tags.add(issue_id, k, v, ev.timestamp);
     }
     if let Some(user) = &ev.user_key {
         agg.users.insert((issue_id, user.clone()));
@@ -357,7 +373,7 @@ fn store_event(conn: &Connection, st: &mut EventStatements<'_>, item: &PreparedB
 }
 
 /// A count with the first and last time it was seen.
-type Seen = (i64, f64, f64);
+pub(crate) type Seen = (i64, f64, f64);
 
 trait AddSeen {
     fn add(&mut self, t: f64);
@@ -377,7 +393,7 @@ impl AddSeen for Seen {
 struct Aggregates {
     /// Existing issues: events added, first and last seen (new issues start at 1 in their INSERT).
     issues: FastMap<i64, Seen>,
-    tags: FastMap<(i64, String, String), Seen>,
+    tags: TagCounts,
     users: FastSet<(i64, String)>,
     hourly: FastMap<(i64, i64), i64>,
     /// Issues known to be unresolved (or ignored) in this batch: no regression check needed.
@@ -390,18 +406,11 @@ struct Aggregates {
 }
 
 impl Aggregates {
-    fn flush(self, conn: &Connection) -> Result<()> {
+    /// Writes the counters; returns the tag counts, which the caller writes or keeps back.
+    fn flush(self, conn: &Connection) -> Result<TagCounts> {
         for (id, (n, first, last)) in self.issues {
             conn.prepare_cached("UPDATE issues SET times_seen = times_seen + ?1, first_seen = MIN(first_seen, ?2), last_seen = MAX(last_seen, ?3) WHERE id = ?4")?
                 .execute(params![n, first, last, id])?;
-        }
-        let tags: Vec<_> = self.tags.into_iter().collect();
-        let mut rest = &tags[..];
-        while !rest.is_empty() {
-            let (chunk, tail) = rest.split_at(rows_per_statement(rest.len()));
-            let values = chunk.iter().flat_map(|((issue_id, k, v), (n, first, last))| -> [&dyn rusqlite::ToSql; 6] { [issue_id, k, v, n, first, last] });
-            conn.prepare_cached(&tag_upsert_sql(chunk.len()))?.execute(rusqlite::params_from_iter(values))?;
-            rest = tail;
         }
         let mut new_users: FastMap<i64, i64> = FastMap::default();
         for (issue_id, user) in self.users {
@@ -418,31 +427,8 @@ impl Aggregates {
             conn.prepare_cached("INSERT INTO issue_hourly (issue_id, hour, count) VALUES (?1, ?2, ?3) ON CONFLICT (issue_id, hour) DO UPDATE SET count = count + ?3")?
                 .execute(params![issue_id, hour, n])?;
         }
-        Ok(())
+        Ok(self.tags)
     }
-}
-
-/// Tag values go in as multi-row upserts: the bind-step-reset round trip of
-/// a statement per tag value was a good part of the writer's time. Chunks
-/// are powers of two up to this, so that a handful of statement texts
-/// serve every batch (and stay in the prepared-statement cache).
-const MAX_TAG_ROWS: usize = 128;
-
-fn rows_per_statement(remaining: usize) -> usize {
-    if remaining >= MAX_TAG_ROWS {
-        MAX_TAG_ROWS
-    } else {
-        1 << remaining.ilog2()
-    }
-}
-
-fn tag_upsert_sql(rows: usize) -> String {
-    let values = vec!["(?, ?, ?, ?, ?, ?)"; rows].join(", ");
-    format!(
-        "INSERT INTO issue_tag_values (issue_id, key, value, times_seen, first_seen, last_seen) VALUES {values}
-         ON CONFLICT (issue_id, key, value) DO UPDATE SET times_seen = times_seen + excluded.times_seen,
-         first_seen = MIN(first_seen, excluded.first_seen), last_seen = MAX(last_seen, excluded.last_seen)"
-    )
 }
 
 /// What the issue list shows without loading an event (Sentry's `metadata`).

@@ -13,6 +13,7 @@
 //! - [`queue`]: the durable queue between ingest and digest.
 //! - [`digest`]: applying a processed batch (events, issues, counters) atomically.
 //! - [`dictionary`]: per-project zstd dictionaries for stored events.
+//! - [`tags`]: tag-value counts per issue, kept back across batches under load.
 //! - [`query`]: reads for the API (issues with search, events, tags).
 //! - [`plugins`]: plugin options and enablement, issue meta, views, and the
 //!   post-process queue.
@@ -29,6 +30,7 @@ pub mod plugins;
 pub mod query;
 pub mod queue;
 pub mod schema;
+pub mod tags;
 
 
 /// A storage error. The message says what failed and, where it can, what to do.

@@ -233,6 +233,162 @@ fn tag_counts_add_up_across_batches_and_statement_chunks() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// As [`digest_events`], with the batch's tag counts written with
+/// `kept_back` (`Some`) or kept back (`None`); returns the kept-back counts.
+fn digest_events_tags(store: &Store, events: &[(i64, &str, f64, &str)], write: Option<tags::TagCounts>) -> (Vec<digest::EventOutcome>, tags::TagCounts) {
+    let processed: Vec<_> = events
+        .iter()
+        .enumerate()
+        .map(|(n, (project_id, id, received, payload))| {
+            process_envelope(&Origin { queue_id: n as i64 + 1, project_id: *project_id, received: *received, ..Origin::default() }, &envelope(id, payload))
+        })
+        .collect();
+    let prepared = digest::prepare(processed, digest::PostProcess::Skip, store.dictionaries());
+    store
+        .write_blocking(move |c| {
+            let mode = match &write {
+                Some(kept_back) => tags::TagsInBatch::Write { kept_back },
+                None => tags::TagsInBatch::KeepBack,
+            };
+            digest::apply_with(c, &prepared, mode)
+        })
+        .unwrap()
+}
+
+type TagRow = (i64, String, String, i64, f64, f64);
+
+fn tag_rows(store: &Store) -> Vec<TagRow> {
+    store
+        .read(|c| {
+            let mut st = c.prepare("SELECT issue_id, key, value, times_seen, first_seen, last_seen FROM issue_tag_values ORDER BY issue_id, key, value")?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?.collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .unwrap()
+}
+
+fn uncounted_mark(store: &Store) -> Option<i64> {
+    store.read(|c| Ok(c.query_row("SELECT value FROM digest_state WHERE key = 'tags_uncounted_from'", [], |r| r.get(0))?)).unwrap()
+}
+
+/// Three batches of events over two issues, with tags that repeat across
+/// batches and tags that do not.
+fn tag_batches() -> Vec<Vec<(String, f64, String)>> {
+    (0..3)
+        .map(|b| {
+            (0..4)
+                .map(|i| {
+                    let n = b * 4 + i;
+                    let event = serde_json::json!({"message": format!("boom {}", n % 2), "environment": "production", "release": format!("app@{}", n % 3),
+                        "tags": {"customer": format!("c{n}"), "region": if n % 2 == 0 { "eu" } else { "us" }}, "user": {"id": (n % 5).to_string()}})
+                    .to_string();
+                    (format!("{n:032x}"), 1_700_000_000.0 + n as f64, event)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn as_events(batch: &[(String, f64, String)], pid: i64) -> Vec<(i64, &str, f64, &str)> {
+    batch.iter().map(|(id, t, ev)| (pid, id.as_str(), *t, ev.as_str())).collect()
+}
+
+/// The tag rows of [`tag_batches`] with every batch writing its own counts.
+fn tag_rows_written_every_batch(name: &str) -> Vec<TagRow> {
+    let (store, dir) = temp_store(name);
+    let pid = project(&store);
+    for batch in tag_batches() {
+        digest_events(&store, &as_events(&batch, pid));
+    }
+    let rows = tag_rows(&store);
+    store.close();
+    let _ = std::fs::remove_dir_all(dir);
+    rows
+}
+
+#[test]
+fn tag_counts_kept_back_are_written_once_with_a_later_batch() {
+    let reference = tag_rows_written_every_batch("tags-reference");
+    assert!(reference.iter().any(|r| r.3 > 1) && reference.iter().any(|r| r.3 == 1), "some values repeat across batches, some do not");
+    let (store, dir) = temp_store("tags-kept-back");
+    let pid = project(&store);
+    let batches = tag_batches();
+    let (first, mut kept) = digest_events_tags(&store, &as_events(&batches[0], pid), None);
+    assert!(tag_rows(&store).is_empty(), "kept back, not written");
+    let first_row: i64 = store.read(|c| Ok(c.query_row("SELECT MIN(id) FROM events", [], |r| r.get(0))?)).unwrap();
+    assert_eq!(uncounted_mark(&store), Some(first_row), "the mark points at the first event without counts");
+    assert_eq!(first.len(), 4);
+    let (_, second) = digest_events_tags(&store, &as_events(&batches[1], pid), None);
+    assert_eq!(uncounted_mark(&store), Some(first_row), "a later batch leaves the mark where it is");
+    kept.merge(second);
+    let (_, left) = digest_events_tags(&store, &as_events(&batches[2], pid), Some(kept));
+    assert!(left.is_empty());
+    assert_eq!(tag_rows(&store), reference, "the same rows and counts as writing every batch");
+    assert_eq!(uncounted_mark(&store), None, "everything is counted");
+    store.close();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn after_a_crash_kept_back_tag_counts_are_recounted_from_the_stored_events() {
+    let reference = tag_rows_written_every_batch("tags-recount-reference");
+    let (store, dir) = temp_store("tags-recount");
+    let pid = project(&store);
+    let batches = tag_batches();
+    digest_events(&store, &as_events(&batches[0], pid));
+    // The next two batches keep their counts back, and the process dies
+    // before writing them: the counts are dropped.
+    for batch in &batches[1..] {
+        drop(digest_events_tags(&store, &as_events(batch, pid), None));
+    }
+    assert_ne!(tag_rows(&store), reference);
+    store.close();
+    // The next start.
+    let store = Store::open(&dir.join("db.sqlite3"), Durability::Normal).unwrap();
+    assert_eq!(store.write_blocking(tags::recount_uncounted).unwrap(), 8, "the events of the two batches");
+    assert_eq!(tag_rows(&store), reference, "every stored event counted exactly once");
+    assert_eq!(uncounted_mark(&store), None);
+    assert_eq!(store.write_blocking(tags::recount_uncounted).unwrap(), 0, "nothing left to count");
+    assert_eq!(tag_rows(&store), reference);
+    store.close();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn kept_back_counts_of_a_deleted_issue_are_dropped_and_new_events_stay_above_the_mark() {
+    let (store, dir) = temp_store("tags-deleted-issue");
+    let pid = project(&store);
+    let event = |id: &str, message: &str, value: &str| (id.repeat(16), format!(r#"{{"message": "{message}", "tags": {{"k": "{value}"}}}}"#));
+    let one = |store: &Store, (id, ev): &(String, String), write: Option<tags::TagCounts>| digest_events_tags(store, &[(pid, id, 1_700_000_000.0, ev)], write);
+    let max_row = |store: &Store| -> i64 { store.read(|c| Ok(c.query_row("SELECT MAX(id) FROM events", [], |r| r.get(0))?)).unwrap() };
+    one(&store, &event("a1", "old", "v"), Some(tags::TagCounts::default()));
+    let (doomed, _) = one(&store, &event("b1", "doomed", "v"), Some(tags::TagCounts::default()));
+    let (_, kept) = one(&store, &event("b2", "doomed", "v"), None);
+    assert_eq!(uncounted_mark(&store), Some(3));
+    // Deleting the issue of the newest events: the next event takes row id 2,
+    // below the mark, unless the mark comes down with the deletion.
+    let issue = doomed[0].issue_id;
+    store.write_blocking(move |c| query::delete_issue(c, issue)).unwrap();
+    assert_eq!(uncounted_mark(&store), Some(2), "the highest remaining row id + 1");
+    let (new, more) = one(&store, &event("c1", "new", "w"), None);
+    assert_eq!(max_row(&store), 2);
+    // The process dies with both kept back; the next start counts what is stored.
+    drop((kept, more));
+    assert_eq!(store.write_blocking(tags::recount_uncounted).unwrap(), 1, "the new event; the deleted ones are gone");
+    let values = store.read(move |c| query::tag_values(c, new[0].issue_id, "k", 10)).unwrap();
+    assert_eq!(values.iter().map(|v| (v.value.as_str(), v.times_seen)).collect::<Vec<_>>(), [("w", 1)]);
+    // Kept-back counts of an issue deleted before they are written: the
+    // write succeeds and leaves no rows for it.
+    let (gone, kept) = one(&store, &event("d1", "gone soon", "x"), None);
+    let issue = gone[0].issue_id;
+    store.write_blocking(move |c| query::delete_issue(c, issue)).unwrap();
+    store.write_blocking(move |c| tags::write_kept_back(c, &kept)).unwrap();
+    assert!(tag_rows(&store).iter().all(|r| r.0 != issue), "no rows for the deleted issue");
+    assert_eq!(uncounted_mark(&store), None);
+    store.close();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn search_parsing() {
     use query::IssueSearch;

@@ -1,0 +1,223 @@
+//! Tag-value counts per issue (`issue_tag_values`): how often each value of
+//! each tag was seen on an issue, and when first and last.
+//!
+//! Writing them was the largest part of the writer's work per event: a
+//! batch of 200 events over 90 issues upserts about a thousand rows, nearly
+//! all of them the same `level`, `release`, `os` and `browser` values the
+//! previous batch wrote. So under sustained load the digest keeps a batch's
+//! counts back in memory ([`TagCounts`]) and writes those of many batches
+//! at once, about once a second ([`TagsInBatch::KeepBack`]). Below
+//! saturation every batch writes its own, as before.
+//!
+//! Kept-back counts live in memory only. What makes that safe is a mark in
+//! the database, `digest_state.tags_uncounted_from`: when set, events with
+//! that row id or a higher one may be stored without their tags counted;
+//! every event below it is counted. The first batch that keeps counts back
+//! sets it, in its own transaction; the transaction that writes them clears
+//! it. After a crash, [`recount_uncounted`] counts the tags of the events
+//! from the mark on (read back from the stored events) before the digest
+//! starts, so every stored event is counted exactly once.
+
+use std::time::{Duration, Instant};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::digest::{FastMap, Seen};
+use crate::Result;
+
+/// Counts of tag values for a set of stored events, by issue, key and value.
+#[derive(Debug, Default)]
+pub struct TagCounts {
+    rows: FastMap<(i64, String, String), Seen>,
+    /// When the oldest of these counts was taken.
+    since: Option<Instant>,
+}
+
+impl TagCounts {
+    /// Distinct (issue, key, value) rows.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// How long the oldest of these counts has waited (zero when empty).
+    pub fn age(&self) -> Duration {
+        self.since.map(|t| t.elapsed()).unwrap_or_default()
+    }
+
+    /// Adds `other`'s counts to these.
+    pub fn merge(&mut self, other: TagCounts) {
+        if other.is_empty() {
+            return;
+        }
+        if self.rows.is_empty() {
+            *self = other;
+            return;
+        }
+        self.since = match (self.since, other.since) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        for (key, (n, first, last)) in other.rows {
+            let seen = self.rows.entry(key).or_insert((0, first, last));
+            seen.0 += n;
+            seen.1 = seen.1.min(first);
+            seen.2 = seen.2.max(last);
+        }
+    }
+
+    /// Forgets every count (after they are committed).
+    pub fn clear(&mut self) {
+        self.rows.clear();
+        self.since = None;
+    }
+
+    /// Counts one event's tag value.
+    pub(crate) fn add(&mut self, issue_id: i64, key: &str, value: &str, timestamp: f64) {
+        self.since.get_or_insert_with(Instant::now);
+        // `entry` needs an owned key; most values are seen before in the batch.
+        let seen = self.rows.entry((issue_id, key.to_string(), value.to_string())).or_insert((0, timestamp, timestamp));
+        seen.0 += 1;
+        seen.1 = seen.1.min(timestamp);
+        seen.2 = seen.2.max(timestamp);
+    }
+
+    /// Upserts the rows, summed into what is stored. `issues_may_be_gone`:
+    /// the counts were taken in earlier transactions, and an issue deleted
+    /// since must not get rows (its foreign key would fail the transaction).
+    fn upsert(&self, conn: &Connection, issues_may_be_gone: bool) -> Result<()> {
+        let rows: Vec<_> = self.rows.iter().collect();
+        let mut rest = &rows[..];
+        while !rest.is_empty() {
+            let (chunk, tail) = rest.split_at(rows_per_statement(rest.len()));
+            let values = chunk.iter().flat_map(|((issue_id, k, v), (n, first, last))| -> [&dyn rusqlite::ToSql; 6] { [issue_id, k, v, n, first, last] });
+            conn.prepare_cached(&upsert_sql(chunk.len(), issues_may_be_gone))?.execute(rusqlite::params_from_iter(values))?;
+            rest = tail;
+        }
+        Ok(())
+    }
+}
+
+/// What [`crate::digest::apply_with`] does with a batch's tag counts.
+#[derive(Debug, Clone, Copy)]
+pub enum TagsInBatch<'a> {
+    /// Writes them in the batch's transaction, with `kept_back` (the counts
+    /// of earlier batches that were kept back; they may be empty).
+    Write { kept_back: &'a TagCounts },
+    /// Returns them instead, for a later batch to write, and sets the mark
+    /// that makes a crash before then recoverable.
+    KeepBack,
+}
+
+const MARK: &str = "tags_uncounted_from";
+
+/// Stores a batch's tag counts as `mode` says; returns them when kept back
+/// (and an empty set when written). Runs in the batch's transaction, after
+/// its events are stored.
+pub(crate) fn finish_batch(conn: &Connection, counts: TagCounts, first_event_id: Option<i64>, mode: TagsInBatch<'_>) -> Result<TagCounts> {
+    match mode {
+        TagsInBatch::Write { kept_back } => {
+            kept_back.upsert(conn, true)?;
+            counts.upsert(conn, false)?;
+            // Only when set: an UPDATE that changes nothing still rewrites its page.
+            conn.prepare_cached("UPDATE digest_state SET value = NULL WHERE key = ?1 AND value IS NOT NULL")?.execute([MARK])?;
+            Ok(TagCounts::default())
+        }
+        TagsInBatch::KeepBack => {
+            if let Some(first) = first_event_id {
+                conn.prepare_cached("UPDATE digest_state SET value = ?2 WHERE key = ?1 AND value IS NULL")?.execute(params![MARK, first])?;
+            }
+            Ok(counts)
+        }
+    }
+}
+
+/// Writes counts kept back from earlier batches in a transaction of their
+/// own (when the digest stops), and clears the mark.
+pub fn write_kept_back(conn: &Connection, kept_back: &TagCounts) -> Result<()> {
+    finish_batch(conn, TagCounts::default(), None, TagsInBatch::Write { kept_back })?;
+    Ok(())
+}
+
+/// Counts the tags of the events stored from the mark on, whose kept-back
+/// counts were lost (the process stopped before writing them), and clears
+/// the mark; returns how many events it counted. Call it before the digest
+/// starts, in a transaction, and only where the digest runs: in another
+/// process the same events would be counted twice.
+pub fn recount_uncounted(conn: &Connection) -> Result<usize> {
+    let Some(from): Option<i64> = conn.query_row("SELECT value FROM digest_state WHERE key = ?", [MARK], |r| r.get(0)).optional()?.flatten() else {
+        return Ok(0);
+    };
+    let mut counts = TagCounts::default();
+    let mut events = 0;
+    let mut st = conn.prepare("SELECT id, issue_id, timestamp, data FROM events WHERE id >= ? AND issue_id IS NOT NULL ORDER BY id")?;
+    let mut rows = st.query([from])?;
+    while let Some(row) = rows.next()? {
+        let (id, issue_id, timestamp): (i64, i64, f64) = (row.get(0)?, row.get(1)?, row.get(2)?);
+        let blob = row.get_ref(3)?.as_blob().map_err(rusqlite::Error::from)?;
+        // A stored event that cannot be read back has no tags to count; reading
+        // it through the API reports the same error.
+        let data = match crate::dictionary::decompress(conn, blob).and_then(|json| serde_json::from_slice::<serde_json::Value>(&json).map_err(|e| crate::StoreError::Invalid(e.to_string()))) {
+            Ok(data) => data,
+            Err(e) => {
+                tracing::warn!(event_row = id, error = %e, "a stored event cannot be read back; its tags are not counted");
+                continue;
+            }
+        };
+        // Stored as [key, value] pairs (see `picket_core::normalize`).
+        for pair in data.get("tags").and_then(serde_json::Value::as_array).into_iter().flatten() {
+            if let Some([serde_json::Value::String(k), serde_json::Value::String(v)]) = pair.as_array().map(Vec::as_slice) {
+                counts.add(issue_id, k, v, timestamp);
+            }
+        }
+        events += 1;
+    }
+    drop(rows);
+    write_kept_back(conn, &counts)?;
+    Ok(events)
+}
+
+/// Keeps the mark at or below the next event id after events were deleted:
+/// SQLite gives a new row the highest id plus one, so deleting the newest
+/// events would otherwise let new, uncounted events take ids below the mark.
+pub(crate) fn after_events_deleted(conn: &Connection) -> Result<()> {
+    conn.execute(
+        "UPDATE digest_state SET value = (SELECT IFNULL(MAX(id), 0) + 1 FROM events)
+         WHERE key = ?1 AND value > (SELECT IFNULL(MAX(id), 0) + 1 FROM events)",
+        [MARK],
+    )?;
+    Ok(())
+}
+
+/// Tag values go in as multi-row upserts: the bind-step-reset round trip of
+/// a statement per tag value was a good part of the writer's time. Chunks
+/// are powers of two up to this, so that a handful of statement texts
+/// serve every batch (and stay in the prepared-statement cache).
+const MAX_ROWS_PER_STATEMENT: usize = 128;
+
+fn rows_per_statement(remaining: usize) -> usize {
+    if remaining >= MAX_ROWS_PER_STATEMENT {
+        MAX_ROWS_PER_STATEMENT
+    } else {
+        1 << remaining.ilog2()
+    }
+}
+
+fn upsert_sql(rows: usize, issues_may_be_gone: bool) -> String {
+    let values = vec!["(?, ?, ?, ?, ?, ?)"; rows].join(", ");
+    let conflict = "ON CONFLICT (issue_id, key, value) DO UPDATE SET times_seen = times_seen + excluded.times_seen,
+         first_seen = MIN(first_seen, excluded.first_seen), last_seen = MAX(last_seen, excluded.last_seen)";
+    if issues_may_be_gone {
+        format!(
+            "INSERT INTO issue_tag_values (issue_id, key, value, times_seen, first_seen, last_seen)
+             SELECT column1, column2, column3, column4, column5, column6 FROM (VALUES {values})
+             WHERE EXISTS (SELECT 1 FROM issues WHERE id = column1) {conflict}"
+        )
+    } else {
+        format!("INSERT INTO issue_tag_values (issue_id, key, value, times_seen, first_seen, last_seen) VALUES {values} {conflict}")
+    }
+}
