@@ -162,7 +162,7 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
     match state.store.write(picket_store::tags::recount_uncounted).await {
         Ok(0) => {}
         Ok(events) => tracing::info!(events, "counted the tags of events stored before the last stop, whose counts had been kept back"),
-        Err(e) => tracing::error!(error = %e, "counting the tags of events stored before the last stop failed; their tag counts stay short until it succeeds at a later start"),
+        Err(e) => tracing::error!(error = %e, "counting the tags of events stored before the last stop failed; the digest's next write of tag counts tries again"),
     }
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(1);
     let in_flight = Arc::new(AtomicUsize::new(0));

@@ -231,7 +231,7 @@ pub fn delete_issue(conn: &Connection, id: i64) -> Result<()> {
     if n == 0 {
         return Err(StoreError::NotFound(format!("issue {id}")));
     }
-    crate::tags::after_events_deleted(conn)
+    crate::tags::after_issue_deleted(conn)
 }
 
 /// A stored event.

@@ -318,14 +318,15 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE queue;
     ALTER TABLE queue_new RENAME TO queue;
     "#,
-    // 6: the digest's own state. `tags_uncounted_from`: when set, stored
-    // events from this row id on may lack their tag counts (see `tags.rs`).
+    // 6: the digest's own state (see `tags.rs`). `tags_uncounted_from`: when
+    // set, stored events from this row id on may lack their tag counts;
+    // `issues_deleted`: how many issues were ever deleted.
     r#"
     CREATE TABLE digest_state (
         key TEXT PRIMARY KEY,
         value INTEGER
     ) WITHOUT ROWID;
-    INSERT INTO digest_state (key, value) VALUES ('tags_uncounted_from', NULL);
+    INSERT INTO digest_state (key, value) VALUES ('tags_uncounted_from', NULL), ('issues_deleted', 0);
     "#,
 ];
 

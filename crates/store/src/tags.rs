@@ -17,6 +17,13 @@
 //! it. After a crash, [`recount_uncounted`] counts the tags of the events
 //! from the mark on (read back from the stored events) before the digest
 //! starts, so every stored event is counted exactly once.
+//!
+//! Kept-back counts are only written as they are when the mark is the one
+//! their first batch set and no issue was deleted since they were taken
+//! (`digest_state.issues_deleted`): SQLite gives a new issue the highest id
+//! plus one, so a deleted issue's id may already belong to a new issue.
+//! Otherwise the write counts every event from the mark on again instead,
+//! its own batch's included.
 
 use std::time::{Duration, Instant};
 
@@ -31,6 +38,9 @@ pub struct TagCounts {
     rows: FastMap<(i64, String, String), Seen>,
     /// When the oldest of these counts was taken.
     since: Option<Instant>,
+    /// Kept back: the row id of the first event of the oldest batch, and
+    /// `issues_deleted` when that batch was stored.
+    kept_from: Option<(i64, i64)>,
 }
 
 impl TagCounts {
@@ -62,6 +72,12 @@ impl TagCounts {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        // The oldest batch's deletion count is the smallest (it only grows),
+        // and without deletions in between so is its first row id.
+        self.kept_from = match (self.kept_from, other.kept_from) {
+            (Some((row_a, deleted_a)), Some((row_b, deleted_b))) => Some((row_a.min(row_b), deleted_a.min(deleted_b))),
+            (a, b) => a.or(b),
+        };
         for (key, (n, first, last)) in other.rows {
             let seen = self.rows.entry(key).or_insert((0, first, last));
             seen.0 += n;
@@ -74,6 +90,7 @@ impl TagCounts {
     pub fn clear(&mut self) {
         self.rows.clear();
         self.since = None;
+        self.kept_from = None;
     }
 
     /// Counts one event's tag value.
@@ -86,16 +103,14 @@ impl TagCounts {
         seen.2 = seen.2.max(timestamp);
     }
 
-    /// Upserts the rows, summed into what is stored. `issues_may_be_gone`:
-    /// the counts were taken in earlier transactions, and an issue deleted
-    /// since must not get rows (its foreign key would fail the transaction).
-    fn upsert(&self, conn: &Connection, issues_may_be_gone: bool) -> Result<()> {
+    /// Upserts the rows, summed into what is stored.
+    fn upsert(&self, conn: &Connection) -> Result<()> {
         let rows: Vec<_> = self.rows.iter().collect();
         let mut rest = &rows[..];
         while !rest.is_empty() {
             let (chunk, tail) = rest.split_at(rows_per_statement(rest.len()));
             let values = chunk.iter().flat_map(|((issue_id, k, v), (n, first, last))| -> [&dyn rusqlite::ToSql; 6] { [issue_id, k, v, n, first, last] });
-            conn.prepare_cached(&upsert_sql(chunk.len(), issues_may_be_gone))?.execute(rusqlite::params_from_iter(values))?;
+            conn.prepare_cached(&upsert_sql(chunk.len()))?.execute(rusqlite::params_from_iter(values))?;
             rest = tail;
         }
         Ok(())
@@ -114,22 +129,57 @@ pub enum TagsInBatch<'a> {
 }
 
 const MARK: &str = "tags_uncounted_from";
+const ISSUES_DELETED: &str = "issues_deleted";
+
+/// The mark, and how many issues were ever deleted.
+fn state(conn: &Connection) -> Result<(Option<i64>, i64)> {
+    let read = |key: &str| -> Result<Option<i64>> { Ok(conn.prepare_cached("SELECT value FROM digest_state WHERE key = ?")?.query_row([key], |r| r.get(0)).optional()?.flatten()) };
+    Ok((read(MARK)?, read(ISSUES_DELETED)?.unwrap_or(0)))
+}
+
+fn clear_mark(conn: &Connection) -> Result<()> {
+    conn.prepare_cached("UPDATE digest_state SET value = NULL WHERE key = ?")?.execute([MARK])?;
+    Ok(())
+}
 
 /// Stores a batch's tag counts as `mode` says; returns them when kept back
 /// (and an empty set when written). Runs in the batch's transaction, after
-/// its events are stored.
-pub(crate) fn finish_batch(conn: &Connection, counts: TagCounts, first_event_id: Option<i64>, mode: TagsInBatch<'_>) -> Result<TagCounts> {
+/// its events are stored; `first_event_id` is the row id its first event got,
+/// when it stored events with tags.
+pub(crate) fn finish_batch(conn: &Connection, mut counts: TagCounts, first_event_id: Option<i64>, mode: TagsInBatch<'_>) -> Result<TagCounts> {
     match mode {
         TagsInBatch::Write { kept_back } => {
-            kept_back.upsert(conn, true)?;
-            counts.upsert(conn, false)?;
-            // Only when set: an UPDATE that changes nothing still rewrites its page.
-            conn.prepare_cached("UPDATE digest_state SET value = NULL WHERE key = ?1 AND value IS NOT NULL")?.execute([MARK])?;
+            let (mark, deletions) = state(conn)?;
+            match mark {
+                Some(mark) if kept_back.kept_from == Some((mark, deletions)) => {
+                    kept_back.upsert(conn)?;
+                    counts.upsert(conn)?;
+                    clear_mark(conn)?;
+                }
+                // A mark these counts' first batch did not set (a crash's, which the
+                // start could not recount), or counts from before an issue was
+                // deleted: the events from the mark on, this batch's included,
+                // are counted again from what is stored.
+                Some(mark) => {
+                    recount_from(conn, mark)?;
+                }
+                None => {
+                    if !kept_back.is_empty() {
+                        // Not reachable by this digest: only its own writes clear the mark.
+                        tracing::error!(rows = kept_back.len(), "kept-back tag counts without their mark in the database; they are dropped (another process is digesting this database?)");
+                    }
+                    counts.upsert(conn)?;
+                }
+            }
             Ok(TagCounts::default())
         }
         TagsInBatch::KeepBack => {
             if let Some(first) = first_event_id {
-                conn.prepare_cached("UPDATE digest_state SET value = ?2 WHERE key = ?1 AND value IS NULL")?.execute(params![MARK, first])?;
+                let (mark, deletions) = state(conn)?;
+                if mark.is_none() {
+                    conn.prepare_cached("UPDATE digest_state SET value = ? WHERE key = ?")?.execute(params![first, MARK])?;
+                }
+                counts.kept_from = Some((first, deletions));
             }
             Ok(counts)
         }
@@ -149,12 +199,17 @@ pub fn write_kept_back(conn: &Connection, kept_back: &TagCounts) -> Result<()> {
 /// starts, in a transaction, and only where the digest runs: in another
 /// process the same events would be counted twice.
 pub fn recount_uncounted(conn: &Connection) -> Result<usize> {
-    let Some(from): Option<i64> = conn.query_row("SELECT value FROM digest_state WHERE key = ?", [MARK], |r| r.get(0)).optional()?.flatten() else {
-        return Ok(0);
-    };
+    match state(conn)?.0 {
+        Some(mark) => recount_from(conn, mark),
+        None => Ok(0),
+    }
+}
+
+/// Counts the tags of the stored events from row id `from` on, and clears the mark.
+fn recount_from(conn: &Connection, from: i64) -> Result<usize> {
     let mut counts = TagCounts::default();
     let mut events = 0;
-    let mut st = conn.prepare("SELECT id, issue_id, timestamp, data FROM events WHERE id >= ? AND issue_id IS NOT NULL ORDER BY id")?;
+    let mut st = conn.prepare_cached("SELECT id, issue_id, timestamp, data FROM events WHERE id >= ? AND issue_id IS NOT NULL ORDER BY id")?;
     let mut rows = st.query([from])?;
     while let Some(row) = rows.next()? {
         let (id, issue_id, timestamp): (i64, i64, f64) = (row.get(0)?, row.get(1)?, row.get(2)?);
@@ -177,14 +232,23 @@ pub fn recount_uncounted(conn: &Connection) -> Result<usize> {
         events += 1;
     }
     drop(rows);
-    write_kept_back(conn, &counts)?;
+    counts.upsert(conn)?;
+    clear_mark(conn)?;
     Ok(events)
+}
+
+/// After an issue is deleted: kept-back counts taken before are not written
+/// as they are (the issue's id may go to a new issue), and the mark stays at
+/// or below the next event id.
+pub(crate) fn after_issue_deleted(conn: &Connection) -> Result<()> {
+    conn.prepare_cached("UPDATE digest_state SET value = value + 1 WHERE key = ?")?.execute([ISSUES_DELETED])?;
+    after_events_deleted(conn)
 }
 
 /// Keeps the mark at or below the next event id after events were deleted:
 /// SQLite gives a new row the highest id plus one, so deleting the newest
 /// events would otherwise let new, uncounted events take ids below the mark.
-pub(crate) fn after_events_deleted(conn: &Connection) -> Result<()> {
+fn after_events_deleted(conn: &Connection) -> Result<()> {
     conn.execute(
         "UPDATE digest_state SET value = (SELECT IFNULL(MAX(id), 0) + 1 FROM events)
          WHERE key = ?1 AND value > (SELECT IFNULL(MAX(id), 0) + 1 FROM events)",
@@ -207,17 +271,11 @@ fn rows_per_statement(remaining: usize) -> usize {
     }
 }
 
-fn upsert_sql(rows: usize, issues_may_be_gone: bool) -> String {
+fn upsert_sql(rows: usize) -> String {
     let values = vec!["(?, ?, ?, ?, ?, ?)"; rows].join(", ");
-    let conflict = "ON CONFLICT (issue_id, key, value) DO UPDATE SET times_seen = times_seen + excluded.times_seen,
-         first_seen = MIN(first_seen, excluded.first_seen), last_seen = MAX(last_seen, excluded.last_seen)";
-    if issues_may_be_gone {
-        format!(
-            "INSERT INTO issue_tag_values (issue_id, key, value, times_seen, first_seen, last_seen)
-             SELECT column1, column2, column3, column4, column5, column6 FROM (VALUES {values})
-             WHERE EXISTS (SELECT 1 FROM issues WHERE id = column1) {conflict}"
-        )
-    } else {
-        format!("INSERT INTO issue_tag_values (issue_id, key, value, times_seen, first_seen, last_seen) VALUES {values} {conflict}")
-    }
+    format!(
+        "INSERT INTO issue_tag_values (issue_id, key, value, times_seen, first_seen, last_seen) VALUES {values}
+         ON CONFLICT (issue_id, key, value) DO UPDATE SET times_seen = times_seen + excluded.times_seen,
+         first_seen = MIN(first_seen, excluded.first_seen), last_seen = MAX(last_seen, excluded.last_seen)"
+    )
 }

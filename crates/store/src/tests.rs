@@ -354,36 +354,79 @@ fn after_a_crash_kept_back_tag_counts_are_recounted_from_the_stored_events() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// One event as a batch of its own: `write` as in [`digest_events_tags`].
+fn one_event(store: &Store, pid: i64, id: &str, message: &str, value: &str, write: Option<tags::TagCounts>) -> (Vec<digest::EventOutcome>, tags::TagCounts) {
+    let event = format!(r#"{{"message": "{message}", "tags": {{"k": "{value}"}}}}"#);
+    digest_events_tags(store, &[(pid, &id.repeat(16), 1_700_000_000.0, &event)], write)
+}
+
+fn max_event_row(store: &Store) -> i64 {
+    store.read(|c| Ok(c.query_row("SELECT MAX(id) FROM events", [], |r| r.get(0))?)).unwrap()
+}
+
+fn k_values(store: &Store, issue: i64) -> Vec<(String, i64)> {
+    store.read(move |c| query::tag_values(c, issue, "k", 10)).unwrap().into_iter().map(|v| (v.value, v.times_seen)).collect()
+}
+
+/// Issue A with one counted event; issue B, the newest, with one counted
+/// event and one kept back; B deleted; then a new issue, which gets B's id,
+/// with an event kept back. Returns (A, the new issue, both kept-back counts).
+fn delete_the_newest_issue_with_counts_kept_back(store: &Store, pid: i64) -> (i64, i64, tags::TagCounts) {
+    let (old, _) = one_event(store, pid, "a1", "old", "v", Some(tags::TagCounts::default()));
+    let (doomed, _) = one_event(store, pid, "b1", "doomed", "v", Some(tags::TagCounts::default()));
+    let (_, mut kept) = one_event(store, pid, "b2", "doomed", "v", None);
+    assert_eq!(uncounted_mark(store), Some(3));
+    let doomed = doomed[0].issue_id;
+    store.write_blocking(move |c| query::delete_issue(c, doomed)).unwrap();
+    // The next event takes row id 2, below the mark, unless the mark comes down.
+    assert_eq!(uncounted_mark(store), Some(2), "the highest remaining row id + 1");
+    let (new, more) = one_event(store, pid, "c1", "new", "w", None);
+    assert_eq!(new[0].issue_id, doomed, "SQLite gives the new issue the deleted one's id");
+    assert_eq!(max_event_row(store), 2);
+    kept.merge(more);
+    (old[0].issue_id, new[0].issue_id, kept)
+}
+
 #[test]
-fn kept_back_counts_of_a_deleted_issue_are_dropped_and_new_events_stay_above_the_mark() {
-    let (store, dir) = temp_store("tags-deleted-issue");
+fn counts_kept_back_before_an_issue_was_deleted_are_recounted_not_written() {
+    let (store, dir) = temp_store("tags-deleted-issue-write");
     let pid = project(&store);
-    let event = |id: &str, message: &str, value: &str| (id.repeat(16), format!(r#"{{"message": "{message}", "tags": {{"k": "{value}"}}}}"#));
-    let one = |store: &Store, (id, ev): &(String, String), write: Option<tags::TagCounts>| digest_events_tags(store, &[(pid, id, 1_700_000_000.0, ev)], write);
-    let max_row = |store: &Store| -> i64 { store.read(|c| Ok(c.query_row("SELECT MAX(id) FROM events", [], |r| r.get(0))?)).unwrap() };
-    one(&store, &event("a1", "old", "v"), Some(tags::TagCounts::default()));
-    let (doomed, _) = one(&store, &event("b1", "doomed", "v"), Some(tags::TagCounts::default()));
-    let (_, kept) = one(&store, &event("b2", "doomed", "v"), None);
-    assert_eq!(uncounted_mark(&store), Some(3));
-    // Deleting the issue of the newest events: the next event takes row id 2,
-    // below the mark, unless the mark comes down with the deletion.
-    let issue = doomed[0].issue_id;
-    store.write_blocking(move |c| query::delete_issue(c, issue)).unwrap();
-    assert_eq!(uncounted_mark(&store), Some(2), "the highest remaining row id + 1");
-    let (new, more) = one(&store, &event("c1", "new", "w"), None);
-    assert_eq!(max_row(&store), 2);
-    // The process dies with both kept back; the next start counts what is stored.
-    drop((kept, more));
+    let (old, new, kept) = delete_the_newest_issue_with_counts_kept_back(&store, pid);
+    // The next write: the deleted issue's kept-back "v" must not land on the new issue.
+    one_event(&store, pid, "a2", "old", "v", Some(kept));
+    assert_eq!(k_values(&store, new), [("w".to_string(), 1)]);
+    assert_eq!(k_values(&store, old), [("v".to_string(), 2)]);
+    assert_eq!(uncounted_mark(&store), None);
+    store.close();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn after_an_issue_deletion_and_a_crash_new_events_are_recounted() {
+    let (store, dir) = temp_store("tags-deleted-issue-crash");
+    let pid = project(&store);
+    let (old, new, kept) = delete_the_newest_issue_with_counts_kept_back(&store, pid);
+    drop(kept); // the process dies
     assert_eq!(store.write_blocking(tags::recount_uncounted).unwrap(), 1, "the new event; the deleted ones are gone");
-    let values = store.read(move |c| query::tag_values(c, new[0].issue_id, "k", 10)).unwrap();
-    assert_eq!(values.iter().map(|v| (v.value.as_str(), v.times_seen)).collect::<Vec<_>>(), [("w", 1)]);
-    // Kept-back counts of an issue deleted before they are written: the
-    // write succeeds and leaves no rows for it.
-    let (gone, kept) = one(&store, &event("d1", "gone soon", "x"), None);
-    let issue = gone[0].issue_id;
-    store.write_blocking(move |c| query::delete_issue(c, issue)).unwrap();
+    assert_eq!(k_values(&store, new), [("w".to_string(), 1)]);
+    assert_eq!(k_values(&store, old), [("v".to_string(), 1)]);
+    store.close();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_mark_left_by_a_crash_is_recounted_by_the_next_write_if_the_start_did_not() {
+    let reference = tag_rows_written_every_batch("tags-foreign-mark-reference");
+    let (store, dir) = temp_store("tags-foreign-mark");
+    let pid = project(&store);
+    let batches = tag_batches();
+    digest_events(&store, &as_events(&batches[0], pid));
+    drop(digest_events_tags(&store, &as_events(&batches[1], pid), None)); // the process dies
+    // No recount at the start (it failed): a later batch keeps its counts back
+    // too, and then one writes them.
+    let (_, kept) = digest_events_tags(&store, &as_events(&batches[2], pid), None);
     store.write_blocking(move |c| tags::write_kept_back(c, &kept)).unwrap();
-    assert!(tag_rows(&store).iter().all(|r| r.0 != issue), "no rows for the deleted issue");
+    assert_eq!(tag_rows(&store), reference, "the crash's events counted once, the later ones once");
     assert_eq!(uncounted_mark(&store), None);
     store.close();
     let _ = std::fs::remove_dir_all(dir);
