@@ -264,6 +264,35 @@ fn split_project_path(path: &str) -> Result<(String, String)> {
     }
 }
 
+/// Takes the lock that only one `picket serve` per database may hold, for
+/// as long as the returned file stays open (the system drops it when the
+/// process ends, however it ends). Two digests on one database would take
+/// the same queued envelopes, and each would recount the tag counts the
+/// other kept back. The CLI's other commands need no lock.
+fn lock_for_serving(database: &std::path::Path) -> Result<std::fs::File> {
+    let mut name = database.as_os_str().to_owned();
+    name.push(".serve-lock");
+    let path = std::path::PathBuf::from(name);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create data directory '{}'", dir.display()))?;
+    }
+    let mut file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).with_context(|| format!("cannot open '{}'", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            let holder = holder.trim();
+            let who = if holder.is_empty() { String::new() } else { format!(" (process {holder})") };
+            bail!("another `picket serve`{who} is already using the database '{}'; stop it first, or give this one its own data_dir (PICKET_DATA_DIR)", database.display());
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(e).with_context(|| format!("cannot lock '{}'", path.display())),
+    }
+    use std::io::{Seek, Write};
+    // The holder's pid, for the message above; best effort.
+    let _ = file.set_len(0).and_then(|_| file.rewind()).and_then(|_| write!(file, "{}", std::process::id()));
+    Ok(file)
+}
+
 fn open_store(config: &Config) -> Result<Store> {
     let path = config.database_path()?;
     Store::open(&path, config.durability).with_context(|| format!("cannot open the database '{}'", path.display()))
@@ -321,6 +350,7 @@ fn serve(config: Config) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        let _serving = lock_for_serving(&config.database_path()?)?;
         let store = open_store(&config)?;
         let settings = picket_server::Settings {
             url_prefix: config.public_url(),

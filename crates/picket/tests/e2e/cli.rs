@@ -48,6 +48,22 @@ fn errors_say_what_to_do() {
 }
 
 #[test]
+fn a_second_serve_on_the_same_database_refuses_to_start() {
+    let mut p = Picket::start("cli-lock");
+    // Another port, the same data directory.
+    let other = format!("127.0.0.1:{}", crate::harness::free_port());
+    let out = p.command().arg("serve").env("PICKET_BIND", &other).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the second serve must not start: {stderr}");
+    assert!(stderr.contains("another `picket serve`") && stderr.contains("is already using the database"), "{stderr}");
+    // The first one still serves, and the lock goes with it.
+    assert_eq!(p.api("/api/0/projects/acme/web/stats/")["events"], 0);
+    assert!(p.terminate().success());
+    p.spawn();
+    assert_eq!(p.api("/api/0/projects/acme/web/stats/")["events"], 0, "a new serve starts once the old one is gone");
+}
+
+#[test]
 fn sigterm_shuts_down_cleanly() {
     let mut p = Picket::start("cli-sigterm");
     let status = p.terminate();

@@ -63,7 +63,7 @@ pub struct Picket {
     child: Option<Child>,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -109,7 +109,8 @@ impl Picket {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    fn command(&self) -> Command {
+    /// A `picket` command with this server's settings.
+    pub fn command(&self) -> Command {
         let mut c = Command::new(BIN);
         c.current_dir(&self.dir).env_remove("PICKET_CONFIG");
         for (k, v) in &self.env {
