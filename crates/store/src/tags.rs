@@ -29,13 +29,13 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::digest::{FastMap, Seen};
+use crate::digest::Seen;
 use crate::Result;
 
 /// Counts of tag values for a set of stored events, by issue, key and value.
 #[derive(Debug, Default)]
 pub struct TagCounts {
-    rows: FastMap<(i64, String, String), Seen>,
+    rows: hashbrown::HashMap<(i64, String, String), Seen, foldhash::fast::RandomState>,
     /// When the oldest of these counts was taken.
     since: Option<Instant>,
     /// Kept back: the row id of the first event of the oldest batch, and
@@ -96,8 +96,12 @@ impl TagCounts {
     /// Counts one event's tag value.
     pub(crate) fn add(&mut self, issue_id: i64, key: &str, value: &str, timestamp: f64) {
         self.since.get_or_insert_with(Instant::now);
-        // `entry` needs an owned key; most values are seen before in the batch.
-        let seen = self.rows.entry((issue_id, key.to_string(), value.to_string())).or_insert((0, timestamp, timestamp));
+        // Most values were seen earlier in the batch: look them up without
+        // allocating, and copy the strings only for a new row.
+        let seen = match self.rows.get_mut(&RowRef(issue_id, key, value)) {
+            Some(seen) => seen,
+            None => self.rows.entry((issue_id, key.to_string(), value.to_string())).or_insert((0, timestamp, timestamp)),
+        };
         seen.0 += 1;
         seen.1 = seen.1.min(timestamp);
         seen.2 = seen.2.max(timestamp);
@@ -114,6 +118,24 @@ impl TagCounts {
             rest = tail;
         }
         Ok(())
+    }
+}
+
+/// A row's key, borrowed: hashes as the owned `(i64, String, String)` does
+/// (a tuple hashes its fields in order, a `String` as its `str`).
+struct RowRef<'a>(i64, &'a str, &'a str);
+
+impl std::hash::Hash for RowRef<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+        self.1.hash(state);
+        self.2.hash(state);
+    }
+}
+
+impl hashbrown::Equivalent<(i64, String, String)> for RowRef<'_> {
+    fn equivalent(&self, key: &(i64, String, String)) -> bool {
+        self.0 == key.0 && self.1 == key.1 && self.2 == key.2
     }
 }
 
@@ -278,4 +300,23 @@ fn upsert_sql(rows: usize) -> String {
          ON CONFLICT (issue_id, key, value) DO UPDATE SET times_seen = times_seen + excluded.times_seen,
          first_seen = MIN(first_seen, excluded.first_seen), last_seen = MAX(last_seen, excluded.last_seen)"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::hash::BuildHasher;
+
+    #[test]
+    fn a_borrowed_row_key_hashes_as_the_owned_one() {
+        let hasher = foldhash::fast::RandomState::default();
+        let owned = (42i64, "browser".to_string(), "Firefox 128.0".to_string());
+        assert_eq!(hasher.hash_one(RowRef(42, "browser", "Firefox 128.0")), hasher.hash_one(&owned));
+        let mut counts = TagCounts::default();
+        counts.add(42, "browser", "Firefox 128.0", 1.0);
+        counts.add(42, "browser", "Firefox 128.0", 3.0);
+        counts.add(42, "browser", "Firefox", 2.0);
+        assert_eq!(counts.len(), 2);
+        assert_eq!(counts.rows.get(&owned), Some(&(2, 1.0, 3.0)));
+    }
 }
