@@ -8,7 +8,7 @@
 //! a connection, so that a PostgreSQL back end can later provide the same
 //! operations behind one trait (see `docs/scaling.md`).
 //!
-//! - [`schema`]: migrations.
+//! - [`schema`]: the migrations.
 //! - [`accounts`]: users, organizations, projects, keys, API tokens.
 //! - [`queue`]: the durable queue between ingest and digest.
 //! - [`digest`]: applying a processed batch (events, issues, counters) atomically.
