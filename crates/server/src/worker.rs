@@ -172,16 +172,12 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
     let writer = {
         let (state, in_flight, failed, handed_rows) = (state.clone(), in_flight.clone(), failed.clone(), handed_rows.clone());
         tokio::spawn(async move {
-            // Locked only by this task and, while a batch is stored, by the writer thread.
-            let kept_back = Arc::new(std::sync::Mutex::new(TagCounts::default()));
+            let kept_back = KeptBackTags::new(TAG_WRITE_INTERVAL, MAX_KEPT_BACK_TAG_ROWS);
             while let Some(batch) = rx.recv().await {
                 let started = std::time::Instant::now();
                 let items = batch.items;
-                let write_tags = {
-                    let k = lock(&kept_back);
-                    batch.caught_up || k.age() >= TAG_WRITE_INTERVAL || k.len() >= MAX_KEPT_BACK_TAG_ROWS
-                };
-                let in_writer = kept_back.clone();
+                let write_tags = kept_back.write_with(batch.caught_up);
+                let in_writer = kept_back.counts.clone();
                 let stored = state.store.write(move |c| {
                     let k = lock(&in_writer);
                     let tags = if write_tags { TagsInBatch::Write { kept_back: &k } } else { TagsInBatch::KeepBack };
@@ -190,16 +186,7 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
                 });
                 match stored.await {
                     Ok((outcomes, batch_tags, items)) => {
-                        // Committed: what was written is forgotten, what was kept back waits.
-                        let tags_kept_back = {
-                            let mut k = lock(&kept_back);
-                            if write_tags {
-                                k.clear();
-                            } else {
-                                k.merge(batch_tags);
-                            }
-                            k.len()
-                        };
+                        let tags_kept_back = kept_back.committed(write_tags, batch_tags);
                         hand_off(&state, &outcomes, items);
                         state.queue_len.fetch_sub(batch.rows as i64, Ordering::Relaxed);
                         let new_issues = outcomes.iter().filter(|o| o.is_new).count();
@@ -228,7 +215,7 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
                 in_flight.fetch_sub(1, Ordering::Release);
             }
             // Stopping: write what is kept back (if this fails, the next start recounts it).
-            let k = std::mem::take(&mut *lock(&kept_back));
+            let k = kept_back.take();
             if !k.is_empty() {
                 let rows = k.len();
                 if let Err(e) = state.store.write(move |c| picket_store::tags::write_kept_back(c, &k)).await {
@@ -343,6 +330,49 @@ fn hand_off(state: &AppState, outcomes: &[picket_store::digest::EventOutcome], i
     state.digest_thread.release(leftovers);
 }
 
+/// Tag counts the digest keeps back between batches under load (see
+/// `picket_store::tags`): whether the next batch writes them, and what is
+/// kept once a batch is committed.
+struct KeptBackTags {
+    /// Locked by the writer task and, while a batch is stored, by the
+    /// database's writer thread, which reads them.
+    counts: Arc<std::sync::Mutex<TagCounts>>,
+    interval: Duration,
+    max_rows: usize,
+}
+
+impl KeptBackTags {
+    fn new(interval: Duration, max_rows: usize) -> KeptBackTags {
+        KeptBackTags { counts: Arc::default(), interval, max_rows }
+    }
+
+    /// Whether the next batch writes the tag counts (its own and those kept
+    /// back) rather than keeping its own back too: when the digest has
+    /// caught up with the queue, or the kept-back counts are old or many.
+    fn write_with(&self, batch_caught_up: bool) -> bool {
+        let counts = lock(&self.counts);
+        batch_caught_up || counts.age() >= self.interval || counts.len() >= self.max_rows
+    }
+
+    /// After a batch's transaction committed: counts it wrote are forgotten,
+    /// counts it kept back join the others. (A batch that failed changes
+    /// nothing: it is retried.) Returns how many rows are kept back.
+    fn committed(&self, wrote: bool, batch_tags: TagCounts) -> usize {
+        let mut counts = lock(&self.counts);
+        if wrote {
+            counts.clear();
+        } else {
+            counts.merge(batch_tags);
+        }
+        counts.len()
+    }
+
+    /// Everything kept back, to write when the digest stops.
+    fn take(&self) -> TagCounts {
+        std::mem::take(&mut *lock(&self.counts))
+    }
+}
+
 /// The lock of the kept-back tag counts. The writer only reads them, so a
 /// panic there leaves them whole: a poisoned lock is used as it is.
 fn lock(counts: &std::sync::Mutex<TagCounts>) -> std::sync::MutexGuard<'_, TagCounts> {
@@ -419,4 +449,44 @@ async fn read_and_process(state: &AppState, cpu: &CpuThread, after: i64) -> pick
         });
     }
     Ok(Some((last, Batch { items, rows: n, bytes, caught_up: true })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(rows: &[(i64, &str, &str)]) -> TagCounts {
+        let mut c = TagCounts::default();
+        for (issue, k, v) in rows {
+            c.add(*issue, k, v, 1.0);
+        }
+        c
+    }
+
+    #[test]
+    fn kept_back_tags_are_written_when_caught_up_old_or_many() {
+        let kept = KeptBackTags::new(Duration::from_millis(400), 3);
+        assert!(kept.write_with(true), "caught up: write");
+        assert!(!kept.write_with(false), "behind, nothing kept: keep back");
+        assert_eq!(kept.committed(false, counts(&[(1, "level", "error"), (2, "level", "error")])), 2);
+        assert!(!kept.write_with(false), "young and few: keep back");
+        std::thread::sleep(Duration::from_millis(450));
+        assert!(kept.write_with(false), "older than the interval: write");
+        let many = KeptBackTags::new(Duration::from_secs(60), 3);
+        many.committed(false, counts(&[(1, "a", "1"), (1, "b", "1"), (1, "c", "1")]));
+        assert!(many.write_with(false), "as many rows as the bound: write");
+    }
+
+    #[test]
+    fn a_committed_batch_clears_what_it_wrote_and_adds_what_it_kept_back() {
+        let kept = KeptBackTags::new(Duration::from_secs(60), 1000);
+        assert_eq!(kept.committed(false, counts(&[(1, "level", "error")])), 1);
+        assert_eq!(kept.committed(false, counts(&[(1, "level", "error"), (1, "os", "Linux")])), 2, "the same row merges");
+        // A batch whose transaction failed never reaches `committed`: nothing changes.
+        assert_eq!(kept.committed(true, counts(&[(3, "level", "info")])), 0, "written with the batch: forgotten");
+        kept.committed(false, counts(&[(4, "level", "info")]));
+        let left = kept.take();
+        assert_eq!(left.len(), 1);
+        assert!(kept.take().is_empty(), "taken once, for the write at stop");
+    }
 }

@@ -93,8 +93,8 @@ impl TagCounts {
         self.kept_from = None;
     }
 
-    /// Counts one event's tag value.
-    pub(crate) fn add(&mut self, issue_id: i64, key: &str, value: &str, timestamp: f64) {
+    /// Counts one tag value seen on an event of an issue at `timestamp`.
+    pub fn add(&mut self, issue_id: i64, key: &str, value: &str, timestamp: f64) {
         self.since.get_or_insert_with(Instant::now);
         // Most values were seen earlier in the batch: look them up without
         // allocating, and copy the strings only for a new row.
