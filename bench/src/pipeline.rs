@@ -152,11 +152,7 @@ fn main() -> Result<()> {
             Ok((outcomes, items, batch_tags, kept_back))
         })?;
         kept_back = kept;
-        if write_tags {
-            kept_back.clear();
-        } else {
-            kept_back.merge(batch_tags);
-        }
+        kept_back.committed(write_tags, batch_tags);
         write += t.elapsed();
         stored += outcomes.len();
         let t = Instant::now();

@@ -359,11 +359,7 @@ impl KeptBackTags {
     /// nothing: it is retried.) Returns how many rows are kept back.
     fn committed(&self, wrote: bool, batch_tags: TagCounts) -> usize {
         let mut counts = lock(&self.counts);
-        if wrote {
-            counts.clear();
-        } else {
-            counts.merge(batch_tags);
-        }
+        counts.committed(wrote, batch_tags);
         counts.len()
     }
 
@@ -448,6 +444,7 @@ async fn read_and_process(state: &AppState, cpu: &CpuThread, after: i64) -> pick
             }
         });
     }
+    // `caught_up` is the caller's to set: it knows what is handed on already.
     Ok(Some((last, Batch { items, rows: n, bytes, caught_up: true })))
 }
 

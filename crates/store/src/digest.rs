@@ -203,8 +203,9 @@ pub fn apply_with(conn: &Connection, batch: &[PreparedBatchItem], tags: TagsInBa
     }
     drop(statements); // back into the statement cache
     let tag_counts = agg.flush(conn)?;
-    let stored_events = if tag_counts.is_empty() { None } else { first_event_id };
-    let kept_back = crate::tags::finish_batch(conn, tag_counts, stored_events, tags)?;
+    // A batch without tag counts stored no events: nothing for the mark to cover.
+    let first_event_id = first_event_id.filter(|_| !tag_counts.is_empty());
+    let kept_back = crate::tags::finish_batch(conn, tag_counts, first_event_id, tags)?;
     for ((project_id, item_type, outcome), n) in counts {
         conn.prepare_cached(
             "INSERT INTO item_counts (project_id, item_type, outcome, count) VALUES (?, ?, ?, ?)
@@ -375,15 +376,22 @@ fn store_event(conn: &Connection, st: &mut EventStatements<'_>, item: &PreparedB
 /// A count with the first and last time it was seen.
 pub(crate) type Seen = (i64, f64, f64);
 
-trait AddSeen {
+pub(crate) trait AddSeen {
+    /// One more sighting at `t`.
     fn add(&mut self, t: f64);
+    /// The sightings of `other` too.
+    fn absorb(&mut self, other: Seen);
 }
 
 impl AddSeen for Seen {
     fn add(&mut self, t: f64) {
-        self.0 += 1;
-        self.1 = self.1.min(t);
-        self.2 = self.2.max(t);
+        self.absorb((1, t, t));
+    }
+
+    fn absorb(&mut self, (n, first, last): Seen) {
+        self.0 += n;
+        self.1 = self.1.min(first);
+        self.2 = self.2.max(last);
     }
 }
 

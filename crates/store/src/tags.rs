@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::digest::Seen;
+use crate::digest::{AddSeen, Seen};
 use crate::Result;
 
 /// Counts of tag values for a set of stored events, by issue, key and value.
@@ -78,11 +78,20 @@ impl TagCounts {
             (Some((row_a, deleted_a)), Some((row_b, deleted_b))) => Some((row_a.min(row_b), deleted_a.min(deleted_b))),
             (a, b) => a.or(b),
         };
-        for (key, (n, first, last)) in other.rows {
-            let seen = self.rows.entry(key).or_insert((0, first, last));
-            seen.0 += n;
-            seen.1 = seen.1.min(first);
-            seen.2 = seen.2.max(last);
+        for (key, seen) in other.rows {
+            self.rows.entry(key).or_insert((0, seen.1, seen.2)).absorb(seen);
+        }
+    }
+
+    /// After the transaction of a batch stored with these as `kept_back`
+    /// committed: if it wrote the tag counts, these are forgotten; if it
+    /// kept its own back, `batch` (what [`crate::digest::apply_with`]
+    /// returned) joins these. A batch that failed changes nothing.
+    pub fn committed(&mut self, wrote: bool, batch: TagCounts) {
+        if wrote {
+            self.clear();
+        } else {
+            self.merge(batch);
         }
     }
 
@@ -102,9 +111,7 @@ impl TagCounts {
             Some(seen) => seen,
             None => self.rows.entry((issue_id, key.to_string(), value.to_string())).or_insert((0, timestamp, timestamp)),
         };
-        seen.0 += 1;
-        seen.1 = seen.1.min(timestamp);
-        seen.2 = seen.2.max(timestamp);
+        seen.add(timestamp);
     }
 
     /// Upserts the rows, summed into what is stored.

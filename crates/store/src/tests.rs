@@ -21,9 +21,9 @@ fn envelope(event_id: &str, event: &str) -> Vec<u8> {
     format!("{{\"event_id\":\"{event_id}\"}}\n{{\"type\":\"event\"}}\n{event}\n").into_bytes()
 }
 
-/// Processes and stores one batch of events given as (project, event id,
-/// received, payload), as the digest does; returns the stored ones' outcomes.
-fn digest_events(store: &Store, events: &[(i64, &str, f64, &str)]) -> Vec<digest::EventOutcome> {
+/// Processes and prepares one batch of events given as (project, event id,
+/// received, payload), as the digest does.
+fn prepare_events(store: &Store, events: &[(i64, &str, f64, &str)], post_process: digest::PostProcess) -> Vec<digest::PreparedBatchItem> {
     let processed: Vec<_> = events
         .iter()
         .enumerate()
@@ -31,7 +31,12 @@ fn digest_events(store: &Store, events: &[(i64, &str, f64, &str)]) -> Vec<digest
             process_envelope(&Origin { queue_id: n as i64 + 1, project_id: *project_id, received: *received, ..Origin::default() }, &envelope(id, payload))
         })
         .collect();
-    let prepared = digest::prepare(processed, digest::PostProcess::Queue, store.dictionaries());
+    digest::prepare(processed, post_process, store.dictionaries())
+}
+
+/// Stores one batch of events (see [`prepare_events`]); returns the stored ones' outcomes.
+fn digest_events(store: &Store, events: &[(i64, &str, f64, &str)]) -> Vec<digest::EventOutcome> {
+    let prepared = prepare_events(store, events, digest::PostProcess::Queue);
     store.write_blocking(move |c| digest::apply(c, &prepared)).unwrap()
 }
 
@@ -236,14 +241,7 @@ fn tag_counts_add_up_across_batches_and_statement_chunks() {
 /// As [`digest_events`], with the batch's tag counts written with
 /// `kept_back` (`Some`) or kept back (`None`); returns the kept-back counts.
 fn digest_events_tags(store: &Store, events: &[(i64, &str, f64, &str)], write: Option<tags::TagCounts>) -> (Vec<digest::EventOutcome>, tags::TagCounts) {
-    let processed: Vec<_> = events
-        .iter()
-        .enumerate()
-        .map(|(n, (project_id, id, received, payload))| {
-            process_envelope(&Origin { queue_id: n as i64 + 1, project_id: *project_id, received: *received, ..Origin::default() }, &envelope(id, payload))
-        })
-        .collect();
-    let prepared = digest::prepare(processed, digest::PostProcess::Skip, store.dictionaries());
+    let prepared = prepare_events(store, events, digest::PostProcess::Skip);
     store
         .write_blocking(move |c| {
             let mode = match &write {
