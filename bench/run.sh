@@ -17,7 +17,8 @@ mode="${1:-standard}"
 cargo build --release --locked -q -p picket -p picket-bench
 # PICKET_BENCH_BIN runs another build (an older commit's, for an A/B pair).
 BIN="${PICKET_BENCH_BIN:-$CARGO_TARGET_DIR/release/picket}"
-LOAD="$CARGO_TARGET_DIR/release/picket-load"
+# PICKET_BENCH_LOAD runs another load generator (for the same kind of pair).
+LOAD="${PICKET_BENCH_LOAD:-$CARGO_TARGET_DIR/release/picket-load}"
 PIPELINE="$CARGO_TARGET_DIR/release/picket-pipeline"
 TICKS=$(getconf CLK_TCK)
 WORK=$(mktemp -d /tmp/picket-bench.XXXXXX)
@@ -44,14 +45,19 @@ run_scenario() {
   sleep 0.5
   local idle_rss; idle_rss=$(status_kb $pid VmRSS)
   local c0; c0=$(cpu_ticks $pid)
-  local report; report=$("$LOAD" --dsn "$dsn" --token "$token" --events "$events" --size-kb "$size" --issues "$issues" --concurrency "$conc" --rate "$rate" --json)
+  # The generator's own CPU time (bash's `time`: user and system seconds):
+  # it shares the machine's cores with Picket.
+  local TIMEFORMAT='%U %S'
+  { time "$LOAD" --dsn "$dsn" --token "$token" --events "$events" --size-kb "$size" --issues "$issues" --concurrency "$conc" --rate "$rate" --json >"$dir/report.json"; } 2>"$dir/load-time"
+  local report; report=$(cat "$dir/report.json")
+  local load_cpu; load_cpu=$(awk '{print $1 + $2}' "$dir/load-time")
   local c1; c1=$(cpu_ticks $pid)
   local peak_rss; peak_rss=$(status_kb $pid VmHWM)
   kill -TERM $pid; wait $pid || true
   local disk; disk=$(du -sb "$dir/data" | cut -f1)
-  python3 - "$name" "$report" "$((c1 - c0))" "$TICKS" "$idle_rss" "$peak_rss" "$disk" "$startup_ms" <<'PY'
+  python3 - "$name" "$report" "$((c1 - c0))" "$TICKS" "$idle_rss" "$peak_rss" "$disk" "$startup_ms" "$load_cpu" <<'PY'
 import json, sys
-name, report, ticks, hz, idle, peak, disk, startup = sys.argv[1:]
+name, report, ticks, hz, idle, peak, disk, startup, load_cpu = sys.argv[1:]
 r = json.loads(report)
 processed = r["processed"] or 0
 cpu_ms = int(ticks) * 1000 / int(hz)
@@ -63,6 +69,7 @@ row = {
     "processed/s": round(r["processed_per_sec"] or 0),
     "p50/p99/p999 ms": f'{r["latency_ms"]["p50"]:.1f}/{r["latency_ms"]["p99"]:.1f}/{r["latency_ms"]["p999"]:.1f}',
     "CPU ms/event": round(cpu_ms / max(processed, 1), 3),
+    "load CPU ms/event": round(float(load_cpu) * 1000 / max(r["events_sent"], 1), 3),
     "RSS idle/peak MB": f"{int(idle)/1024:.0f}/{int(peak)/1024:.0f}",
     "disk B/event": round(int(disk) / max(processed, 1)),
     "start ms": int(startup),
@@ -94,7 +101,7 @@ python3 - "$pipeline_report" "${rows[@]}" <<'PY'
 import json, sys
 pipeline = sys.argv[1]
 rows = [json.loads(r) for r in sys.argv[2:]]
-cols = ["scenario", "events", "event KB (json/gzip)", "accepted/s", "processed/s", "p50/p99/p999 ms", "CPU ms/event", "RSS idle/peak MB", "disk B/event", "start ms", "issues", "check"]
+cols = ["scenario", "events", "event KB (json/gzip)", "accepted/s", "processed/s", "p50/p99/p999 ms", "CPU ms/event", "load CPU ms/event", "RSS idle/peak MB", "disk B/event", "start ms", "issues", "check"]
 print("| " + " | ".join(cols) + " |")
 print("|" + "---|" * len(cols))
 for r in rows:
