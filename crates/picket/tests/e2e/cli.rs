@@ -63,6 +63,21 @@ fn a_second_serve_on_the_same_database_refuses_to_start() {
     assert_eq!(p.api("/api/0/projects/acme/web/stats/")["events"], 0, "a new serve starts once the old one is gone");
 }
 
+/// Memory given back inside a transparent huge page stays resident, so
+/// Picket opts out whatever the system's setting (`docs/configuration.md`).
+#[cfg(target_os = "linux")]
+#[test]
+fn serve_runs_without_transparent_huge_pages() {
+    let mut p = Picket::start("cli-thp");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", p.pid())).unwrap();
+    let thp = status.lines().find_map(|l| l.strip_prefix("THP_enabled:")).map(str::trim);
+    // Kernels before 6.0 have no such line; the opt-out is still made.
+    if let Some(thp) = thp {
+        assert_eq!(thp, "0", "{status}");
+    }
+    assert!(p.terminate().success());
+}
+
 #[test]
 fn sigterm_shuts_down_cleanly() {
     let mut p = Picket::start("cli-sigterm");
