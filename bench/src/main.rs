@@ -7,7 +7,8 @@
 //! size, spread over `--issues` distinct issues, each with a unique event id.
 //! Each body is a gzip envelope. To keep the generator's CPU off the server's
 //! budget, every issue's item is compressed once, and each request is a small
-//! gzip member with the envelope header (the unique `event_id`) followed by
+//! gzip member with the envelope header (the unique `event_id`, stored, not
+//! compressed: see `stored_gzip_member`) followed by
 //! the pre-compressed member: a multi-member gzip body, valid per RFC 1952,
 //! that the server decompresses exactly as it would a single member.
 
