@@ -273,9 +273,6 @@ fn lock_for_serving(database: &std::path::Path) -> Result<std::fs::File> {
     let mut name = database.as_os_str().to_owned();
     name.push(".serve-lock");
     let path = std::path::PathBuf::from(name);
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create data directory '{}'", dir.display()))?;
-    }
     let mut file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).with_context(|| format!("cannot open '{}'", path.display()))?;
     match file.try_lock() {
         Ok(()) => {}
@@ -350,8 +347,10 @@ fn serve(config: Config) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let _serving = lock_for_serving(&config.database_path()?)?;
+        // After opening, which creates the data directory; opening (and
+        // migrating) beside a serving Picket is what the other commands do too.
         let store = open_store(&config)?;
+        let _serving = lock_for_serving(store.path())?;
         let settings = picket_server::Settings {
             url_prefix: config.public_url(),
             max_queue: config.ingest.max_queue,

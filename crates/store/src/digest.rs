@@ -16,7 +16,7 @@ use crate::Result;
 /// The writer's per-batch maps and sets, keyed by issue ids, tags and event
 /// ids: about 40 lookups per event, where SipHash (the std default) was 5%
 /// of the writer's instructions.
-pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
 
 /// What happened to an event in the batch; plugins' `post_process` reads this.

@@ -267,17 +267,12 @@ fn recount_from(conn: &Connection, from: i64) -> Result<usize> {
 }
 
 /// After an issue is deleted: kept-back counts taken before are not written
-/// as they are (the issue's id may go to a new issue), and the mark stays at
-/// or below the next event id.
+/// as they are (the issue's id may go to a new issue), and the mark comes
+/// down to at most the next event id (SQLite gives a new row the highest id
+/// plus one, so deleting the newest events would otherwise let new,
+/// uncounted events take ids below the mark).
 pub(crate) fn after_issue_deleted(conn: &Connection) -> Result<()> {
     conn.prepare_cached("UPDATE digest_state SET value = value + 1 WHERE key = ?")?.execute([ISSUES_DELETED])?;
-    after_events_deleted(conn)
-}
-
-/// Keeps the mark at or below the next event id after events were deleted:
-/// SQLite gives a new row the highest id plus one, so deleting the newest
-/// events would otherwise let new, uncounted events take ids below the mark.
-fn after_events_deleted(conn: &Connection) -> Result<()> {
     conn.execute(
         "UPDATE digest_state SET value = (SELECT IFNULL(MAX(id), 0) + 1 FROM events)
          WHERE key = ?1 AND value > (SELECT IFNULL(MAX(id), 0) + 1 FROM events)",
