@@ -1,8 +1,9 @@
 //! Lenient JSON: Python clients send `NaN`, `Infinity` and `-Infinity`, which
 //! are not JSON; they become `null` (the number has no meaning to a tracker).
 //! Nesting is bounded so that hostile input cannot exhaust the stack, and
-//! invalid UTF-8 is replaced rather than refused: an event with one bad byte
-//! in a variable's value is still worth keeping.
+//! invalid UTF-8 and lone UTF-16 surrogate escapes are replaced rather than
+//! refused: an event with one bad byte in a variable's value is still worth
+//! keeping.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -37,14 +38,23 @@ pub fn parse_lenient(bytes: &[u8]) -> Result<Value, JsonError> {
 }
 
 /// Checks that bytes are acceptable to [`parse_lenient`] and hold a JSON
-/// object, without building the value (ingest only needs to know).
+/// object, without building the value (ingest only needs to know): it
+/// accepts exactly what [`parse_lenient`] parses into an object.
 pub fn validate_object(bytes: &[u8]) -> Result<(), JsonError> {
     with_lenient_text(bytes, |text| {
         if !text.trim_start().starts_with('{') {
             return Err(JsonError::NotAnObject);
         }
+        // The common case. The rest (the few texts the fast parser leaves
+        // to serde_json) is parsed as the digest will parse it, so that
+        // nothing accepted here is refused there: serde_json's own check
+        // without a value (`IgnoredAny`) takes more, such as a lone
+        // surrogate escape or `1e400`.
+        if fast::validates(text) {
+            return Ok(());
+        }
         let mut de = serde_json::Deserializer::from_str(text);
-        serde::de::IgnoredAny::deserialize(&mut de)?;
+        Value::deserialize(&mut de)?;
         de.end()?;
         Ok(())
     })
@@ -88,19 +98,32 @@ pub fn type_name(v: &Value) -> &'static str {
     }
 }
 
-/// Replaces `NaN`, `Infinity` and `-Infinity` outside strings by `null`;
-/// `None` when there is none.
+/// Replaces `NaN`, `Infinity` and `-Infinity` outside strings by `null`,
+/// and escapes of lone UTF-16 surrogates inside strings (`"\ud800"`, which
+/// Python writes for the `surrogateescape` strings of undecodable file names
+/// and bytes) by `\ufffd`, the replacement character, as invalid UTF-8 is
+/// replaced; `None` when there is none of them.
 fn sanitize(text: &str) -> Option<String> {
     let b = text.as_bytes();
     let mut in_string = false;
     let mut escaped = false;
-    let mut replacements: Vec<(usize, usize)> = Vec::new();
+    let mut replacements: Vec<(usize, usize, &str)> = Vec::new();
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
         if in_string {
             if escaped {
                 escaped = false;
+                if c == b'u' {
+                    match (utf16_unit(b, i + 1), utf16_unit(b, i + 7).filter(|_| b.get(i + 5..i + 7) == Some(b"\\u"))) {
+                        (Some(0xD800..=0xDBFF), Some(0xDC00..=0xDFFF)) => i += 10, // a pair: one character
+                        (Some(0xD800..=0xDFFF), _) => {
+                            replacements.push((i - 1, 6, "\\ufffd"));
+                            i += 4;
+                        }
+                        _ => {}
+                    }
+                }
             } else if c == b'\\' {
                 escaped = true;
             } else if c == b'"' {
@@ -121,7 +144,7 @@ fn sanitize(text: &str) -> Option<String> {
         };
         match token {
             Some(len) => {
-                replacements.push((i, len));
+                replacements.push((i, len, "null"));
                 i += len;
             }
             None => i += 1,
@@ -132,13 +155,19 @@ fn sanitize(text: &str) -> Option<String> {
     }
     let mut out = String::with_capacity(text.len());
     let mut last = 0;
-    for (at, len) in replacements {
+    for (at, len, with) in replacements {
         out.push_str(&text[last..at]);
-        out.push_str("null");
+        out.push_str(with);
         last = at + len;
     }
     out.push_str(&text[last..]);
     Some(out)
+}
+
+/// The UTF-16 code unit of the four hex digits at `at`, if they are that.
+fn utf16_unit(b: &[u8], at: usize) -> Option<u32> {
+    let digits = b.get(at..at + 4)?;
+    digits.iter().try_fold(0u32, |n, &d| Some(n * 16 + (d as char).to_digit(16)?))
 }
 
 #[cfg(test)]
@@ -167,6 +196,15 @@ mod tests {
     }
 
     #[test]
+    fn lone_surrogates_are_replaced() {
+        let v = parse_lenient(br#"{"a": "x\ud800y", "b": "\udc00", "c": "\ud83d\ude00", "d": "\ud83d\u0041", "e": "\\ud800", "f": NaN, "g": "\ud800"}"#).unwrap();
+        assert_eq!(v, json!({"a": "x\u{fffd}y", "b": "\u{fffd}", "c": "\u{1F600}", "d": "\u{fffd}A", "e": "\\ud800", "f": null, "g": "\u{fffd}"}));
+        assert!(validate_object(br#"{"a": "\ud800"}"#).is_ok(), "ingest's check takes what the parse takes");
+        // Outside strings nothing changes: still an error.
+        assert!(parse_lenient(br#"{"a": \ud800}"#).is_err());
+    }
+
+    #[test]
     fn bad_utf8_is_replaced() {
         let v = parse_lenient(b"{\"a\": \"caf\xe9\"}").unwrap();
         assert_eq!(v["a"], "caf\u{fffd}");
@@ -178,7 +216,9 @@ mod tests {
             assert!(validate_object(ok).is_ok(), "{}", String::from_utf8_lossy(ok));
             assert!(parse_lenient(ok).unwrap().is_object());
         }
-        for bad in [&b"[1]"[..], b"{", b"", b"{} x", b"\"s\""] {
+        // An out-of-range float: serde_json refuses it in a value, so the
+        // check does too (the digest would drop the event).
+        for bad in [&b"[1]"[..], b"{", b"", b"{} x", b"\"s\"", br#"{"a": 1e400}"#] {
             assert!(validate_object(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
     }
@@ -188,6 +228,7 @@ mod tests {
         let agree = |text: &str| {
             let fast = fast::parse(text).unwrap_or_else(|| panic!("fast parser gave up on {text}"));
             assert_eq!(fast, serde_json::from_str::<Value>(text).unwrap(), "{text}");
+            assert!(fast::validates(text), "the check refuses {text}");
         };
         agree(r#" {"a": [1, -2, 3.5, -0.25, 1e3, 2E-2, 18446744073709551615, -9223372036854775808], "b": {"c": null, "d": true, "e": false}} "#);
         agree(r#"{"s": "tab\t nl\n quote\" slash\/ back\\ \b\f\r \u0000 \u00e9 \u20AC \ud83d\ude00 café 日本, a longer run of plain text"}"#);
@@ -217,6 +258,7 @@ mod tests {
             r#"["Si-\\i\nI[ f  i \n"#,
         ] {
             assert_eq!(fast::parse(leave), None, "{leave}");
+            assert!(!fast::validates(leave), "the check takes {leave}");
         }
         assert_eq!(fast::parse(&("[".repeat(120) + &"]".repeat(120))), None, "deep nesting is serde_json's to decide");
     }

@@ -133,6 +133,7 @@ mod props {
             let expected: serde_json::Value = serde_json::from_str(&text).unwrap();
             // The fast parser itself, not a fallback to serde_json.
             prop_assert_eq!(crate::json::fast::parse(&text), Some(expected.clone()));
+            prop_assert!(crate::json::fast::validates(&text), "the check refuses what the parse takes: {}", text);
             prop_assert_eq!(crate::json::parse_lenient(text.as_bytes()).unwrap(), expected);
         }
 
@@ -153,7 +154,13 @@ mod props {
             for end in 0..=chars.len() {
                 let text: String = chars[..end].iter().collect();
                 let strict = serde_json::from_str::<serde_json::Value>(&text).ok();
-                if let Some(fast) = crate::json::fast::parse(&text) {
+                let fast = crate::json::fast::parse(&text);
+                // Ingest's check (the same parser, building nothing) takes exactly what it takes.
+                prop_assert_eq!(crate::json::fast::validates(&text), fast.is_some(), "{}", text);
+                // What ingest accepts, the digest parses into an object; what it refuses, the digest would too.
+                let object = crate::json::parse_lenient(text.as_bytes()).is_ok_and(|v| v.is_object());
+                prop_assert_eq!(crate::json::validate_object(text.as_bytes()).is_ok(), object, "{}", text);
+                if let Some(fast) = fast {
                     prop_assert_eq!(Some(fast), strict, "{}", text);
                 }
             }

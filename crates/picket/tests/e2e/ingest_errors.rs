@@ -321,3 +321,26 @@ fn hostile_data_is_stored_verbatim_and_served_as_json() {
     let ev: Value = resp.json().unwrap();
     assert_eq!(ev["message"], evil);
 }
+
+/// What ingest accepts, the digest stores: a lone UTF-16 surrogate escape
+/// (Python writes one for a `surrogateescape` string) is kept as U+FFFD, as
+/// invalid UTF-8 is; a number out of range is refused at once, not
+/// answered `200` and dropped later.
+#[test]
+fn ingest_accepts_exactly_what_the_digest_stores() {
+    let p = Picket::start("surrogates");
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let body = format!("{{\"event_id\":\"{id}\"}}\n{{\"type\":\"event\"}}\n{{\"message\": \"file \\udcff.txt\", \"extra\": {{\"pair\": \"\\ud83d\\ude00\"}}}}\n");
+    let r = post(&p, &envelope_url(&p), &[], body.into_bytes());
+    assert_eq!(r.status(), 200);
+    p.wait_for_events(1);
+    let ev: Value = Client::new().get(format!("{}/api/0/projects/acme/web/events/{id}/", p.base_url())).bearer_auth(&p.token).send().unwrap().json().unwrap();
+    assert_eq!(ev["message"], "file \u{fffd}.txt", "{ev}");
+    assert_eq!(ev["context"]["pair"], "\u{1F600}", "the API serves `extra` as `context`: {ev}");
+
+    let body = format!("{{\"event_id\":\"{}\"}}\n{{\"type\":\"event\"}}\n{{\"message\": \"big\", \"extra\": {{\"n\": 1e400}}}}\n", uuid::Uuid::new_v4().simple());
+    let (s, d) = detail(post(&p, &envelope_url(&p), &[], body.into_bytes()));
+    assert_eq!(s, 400, "{d}");
+    assert!(d.contains("number out of range"), "{d}");
+    assert_still_works(&p);
+}

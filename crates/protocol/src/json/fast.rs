@@ -1,7 +1,8 @@
 //! A JSON parser for the common case, building the same `serde_json::Value`
 //! as serde_json does (same maps, same number kinds), with less work per
 //! byte: strings are scanned eight bytes at a time and there is no visitor
-//! machinery between the bytes and the tree.
+//! machinery between the bytes and the tree. The same parser also only
+//! checks a text, building nothing ([`validates`]: ingest's check).
 //!
 //! It gives up (`None`) on anything unusual rather than deciding it: deep
 //! nesting, floats it cannot hand to serde_json, integers that do not fit,
@@ -9,7 +10,7 @@
 //! error. The caller then parses with serde_json, which either agrees or
 //! reports the error; so a `Some` is always what serde_json would return.
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Number, Value};
 
 /// Deeper than this, serde_json decides (its own limit is
 /// [`crate::limits::MAX_JSON_DEPTH`]).
@@ -17,11 +18,104 @@ const MAX_DEPTH: usize = 100;
 
 /// The value of the whole text, or `None` to leave it to serde_json.
 pub(crate) fn parse(text: &str) -> Option<Value> {
+    parse_as::<Value>(text)
+}
+
+/// Whether [`parse`] would return a value for the text, found without
+/// building it (no allocation; about as fast as serde_json's own check
+/// without a value, which accepts more than its parse does). `false` leaves
+/// the text to serde_json, as `None` does.
+pub(crate) fn validates(text: &str) -> bool {
+    parse_as::<()>(text).is_some()
+}
+
+fn parse_as<T: Tree>(text: &str) -> Option<T> {
     let mut p = Parser { text, bytes: text.as_bytes(), at: 0 };
     p.whitespace();
-    let value = p.value(0)?;
+    let value = p.value::<T>(0)?;
     p.whitespace();
     (p.at == p.bytes.len()).then_some(value)
+}
+
+/// What the parser builds: a `serde_json::Value`, or nothing at all (`()`,
+/// whose maps, strings and array items take no memory). One grammar for
+/// both, so the check cannot accept a text the parse would not.
+trait Tree: Sized {
+    type Map: Default;
+    type Text: Text;
+    fn null() -> Self;
+    fn bool(b: bool) -> Self;
+    fn number(n: Number) -> Self;
+    fn string(s: Self::Text) -> Self;
+    fn array(items: Vec<Self>) -> Self;
+    fn object(map: Self::Map) -> Self;
+    /// A repeated key: the last value wins, as in serde_json.
+    fn insert(map: &mut Self::Map, key: Self::Text, value: Self);
+}
+
+/// A string being decoded: a `String`, or nothing.
+trait Text {
+    fn new(plain: &str, capacity: usize) -> Self;
+    fn push_str(&mut self, s: &str);
+    fn push(&mut self, c: char);
+}
+
+impl Tree for Value {
+    type Map = Map<String, Value>;
+    type Text = String;
+    fn null() -> Self {
+        Value::Null
+    }
+    fn bool(b: bool) -> Self {
+        Value::Bool(b)
+    }
+    fn number(n: Number) -> Self {
+        Value::Number(n)
+    }
+    fn string(s: String) -> Self {
+        Value::String(s)
+    }
+    fn array(items: Vec<Value>) -> Self {
+        Value::Array(items)
+    }
+    fn object(map: Self::Map) -> Self {
+        Value::Object(map)
+    }
+    fn insert(map: &mut Self::Map, key: String, value: Value) {
+        map.insert(key, value);
+    }
+}
+
+impl Text for String {
+    fn new(plain: &str, capacity: usize) -> Self {
+        let mut s = String::with_capacity(capacity);
+        s.push_str(plain);
+        s
+    }
+    fn push_str(&mut self, s: &str) {
+        self.push_str(s);
+    }
+    fn push(&mut self, c: char) {
+        self.push(c);
+    }
+}
+
+impl Tree for () {
+    type Map = ();
+    type Text = ();
+    fn null() {}
+    fn bool(_: bool) {}
+    fn number(_: Number) {}
+    fn string(_: ()) {}
+    fn array(_: Vec<()>) {}
+    fn object(_: ()) {}
+    fn insert(_: &mut (), _: (), _: ()) {}
+}
+
+impl Text for () {
+    fn new(_: &str, _: usize) {}
+    fn push_str(&mut self, _: &str) {}
+    fn push(&mut self, _: char) {}
 }
 
 struct Parser<'a> {
@@ -41,66 +135,65 @@ impl Parser<'_> {
         }
     }
 
-    fn value(&mut self, depth: usize) -> Option<Value> {
+    fn value<T: Tree>(&mut self, depth: usize) -> Option<T> {
         match self.peek()? {
             b'{' => self.object(depth + 1),
             b'[' => self.array(depth + 1),
             b'"' => {
                 self.at += 1;
-                self.string().map(Value::String)
+                self.string::<T::Text>().map(T::string)
             }
-            b't' => self.literal("true", Value::Bool(true)),
-            b'f' => self.literal("false", Value::Bool(false)),
-            b'n' => self.literal("null", Value::Null),
-            b'-' | b'0'..=b'9' => self.number(),
+            b't' => self.literal("true", T::bool(true)),
+            b'f' => self.literal("false", T::bool(false)),
+            b'n' => self.literal("null", T::null()),
+            b'-' | b'0'..=b'9' => self.number().map(T::number),
             _ => None,
         }
     }
 
-    fn literal(&mut self, word: &str, value: Value) -> Option<Value> {
+    fn literal<T>(&mut self, word: &str, value: T) -> Option<T> {
         self.bytes[self.at..].starts_with(word.as_bytes()).then(|| {
             self.at += word.len();
             value
         })
     }
 
-    fn object(&mut self, depth: usize) -> Option<Value> {
-        let mut map = Map::new();
+    fn object<T: Tree>(&mut self, depth: usize) -> Option<T> {
+        let mut map = T::Map::default();
         if self.open(depth, b'}')? {
             loop {
                 if self.peek()? != b'"' {
                     return None;
                 }
                 self.at += 1;
-                let key = self.string()?;
+                let key = self.string::<T::Text>()?;
                 self.whitespace();
                 if self.peek()? != b':' {
                     return None;
                 }
                 self.at += 1;
                 self.whitespace();
-                let value = self.value(depth)?;
-                // A repeated key: the last value wins, as in serde_json.
-                map.insert(key, value);
+                let value = self.value::<T>(depth)?;
+                T::insert(&mut map, key, value);
                 if !self.next_item(b'}')? {
                     break;
                 }
             }
         }
-        Some(Value::Object(map))
+        Some(T::object(map))
     }
 
-    fn array(&mut self, depth: usize) -> Option<Value> {
+    fn array<T: Tree>(&mut self, depth: usize) -> Option<T> {
         let mut items = Vec::new();
         if self.open(depth, b']')? {
             loop {
-                items.push(self.value(depth)?);
+                items.push(self.value::<T>(depth)?);
                 if !self.next_item(b']')? {
                     break;
                 }
             }
         }
-        Some(Value::Array(items))
+        Some(T::array(items))
     }
 
     /// Reads the opening bracket of an object or array: true if items
@@ -137,15 +230,14 @@ impl Parser<'_> {
     }
 
     /// The rest of a string whose opening quote has been read.
-    fn string(&mut self) -> Option<String> {
+    fn string<S: Text>(&mut self) -> Option<S> {
         let start = self.at;
         let mut at = find_special(self.bytes, start)?;
         if self.bytes[at] == b'"' {
             self.at = at + 1;
-            return Some(self.text[start..at].to_owned());
+            return Some(S::new(&self.text[start..at], at - start));
         }
-        let mut out = String::with_capacity(at - start + 16);
-        out.push_str(&self.text[start..at]);
+        let mut out = S::new(&self.text[start..at], at - start + 16);
         loop {
             // The text may end right after an escape.
             match *self.bytes.get(at)? {
@@ -204,7 +296,7 @@ impl Parser<'_> {
         digits.iter().try_fold(0u32, |n, &d| Some(n * 16 + (d as char).to_digit(16)?))
     }
 
-    fn number(&mut self) -> Option<Value> {
+    fn number(&mut self) -> Option<Number> {
         let start = self.at;
         let negative = self.peek() == Some(b'-');
         if negative {
@@ -225,14 +317,14 @@ impl Parser<'_> {
             while let Some(b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-') = self.peek() {
                 self.at += 1;
             }
-            return serde_json::from_str::<serde_json::Number>(&self.text[start..self.at]).ok().map(Value::Number);
+            return serde_json::from_str::<Number>(&self.text[start..self.at]).ok();
         }
         let magnitude: u64 = self.text[start + usize::from(negative)..self.at].parse().ok()?;
         match (negative, magnitude) {
-            (false, n) => Some(Value::from(n)),
+            (false, n) => Some(Number::from(n)),
             // serde_json makes `-0` a float, and too-negative integers too.
             (true, 0) => None,
-            (true, n) if n <= 1 << 63 => Some(Value::from((n as i64).wrapping_neg())),
+            (true, n) if n <= 1 << 63 => Some(Number::from((n as i64).wrapping_neg())),
             (true, _) => None,
         }
     }
