@@ -65,6 +65,9 @@ pub struct AppState {
     /// The thread that processes digest batches; post-processing gives the
     /// events back to it to be freed.
     pub(crate) digest_thread: Arc<worker::CpuThread>,
+    /// The second digest thread: it processes half of each large batch
+    /// while `digest_thread` does the other half.
+    pub(crate) digest_helper: Arc<worker::CpuThread>,
     limiter: Arc<ratelimit::Limiter>,
     keys: Arc<ingest::KeyCache>,
 }
@@ -78,6 +81,7 @@ impl AppState {
             plugins,
             handoff: Arc::new(plugins::HandoffChannel::default()),
             digest_thread: Arc::new(worker::CpuThread::spawn("picket-digest")),
+            digest_helper: Arc::new(worker::CpuThread::spawn("picket-digest-2")),
             store,
             settings: Arc::new(settings),
             queue_len: Arc::new(AtomicI64::new(waiting)),

@@ -225,7 +225,7 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
         })
     };
 
-    let cpu = state.digest_thread.clone();
+    let cpu = (state.digest_thread.clone(), state.digest_helper.clone());
     let mut after = 0i64;
     // Rows that would fill the next batch, when the last one was not full.
     let mut to_fill: Option<i64> = None;
@@ -381,8 +381,17 @@ async fn wait_idle(in_flight: &AtomicUsize) {
     }
 }
 
+/// Batches of at least this many envelopes are processed in two halves at
+/// once, one on each digest thread. Under sustained load (full batches)
+/// the digest then uses both cores where the machine has them idle: with
+/// 50 KB events one thread was the bottleneck, busy while the rest of the
+/// machine waited (`BENCHMARKS.md`, session 10). Small batches (a moderate
+/// rate) stay on one thread: splitting them saves nothing worth a thread hop.
+const SPLIT_AT_ROWS: usize = 32;
+
 /// Reads and processes the next batch after `after`; `None` when there is none.
-async fn read_and_process(state: &AppState, cpu: &CpuThread, after: i64) -> picket_store::Result<Option<(i64, Batch)>> {
+/// `cpu` is the digest thread and its helper.
+async fn read_and_process(state: &AppState, cpu: &(Arc<CpuThread>, Arc<CpuThread>), after: i64) -> picket_store::Result<Option<(i64, Batch)>> {
     let limit = state.settings.digest_batch;
     let st = state.clone();
     let (rows, hooks) = state
@@ -405,29 +414,13 @@ async fn read_and_process(state: &AppState, cpu: &CpuThread, after: i64) -> pick
     let bytes = rows.iter().map(|r| r.envelope.body.len()).sum();
     let registry = state.plugins.registry;
     let dictionaries = state.store.dictionaries().clone();
-    let items = cpu
-        .run(move || {
-            rows.iter()
-                .map(|row| {
-                    let origin = Origin {
-                        queue_id: row.id,
-                        project_id: row.envelope.project_id,
-                        received: row.envelope.received,
-                        client_ip: row.envelope.meta.client_ip.clone(),
-                        sdk_client: row.envelope.meta.sdk_client.clone(),
-                    };
-                    let (project_hooks, post_process): (&dyn EventHooks, _) = match hooks.get(&origin.project_id) {
-                        Some(Some(p)) => (&**p, if p.wants_post_process() { PostProcess::Queue } else { PostProcess::Skip }),
-                        // Plugins unknown (the project is gone, or reading them failed):
-                        // post-processing reads them again when it runs.
-                        _ => (&NoHooks, PostProcess::Queue),
-                    };
-                    picket_store::digest::prepare_one(process_envelope_with(&origin, &row.envelope.body, registry, project_hooks), post_process, &dictionaries)
-                })
-                .collect::<Vec<_>>()
-        })
-        .await
-        .map_err(|e| picket_store::StoreError::Invalid(format!("digest task failed: {e}")))?;
+    let hooks = Arc::new(hooks);
+    let items = on_digest_threads(cpu, rows, move |rows| {
+        let (hooks, dictionaries) = (hooks.clone(), dictionaries.clone());
+        move || process_rows(&rows, &hooks, registry, &dictionaries)
+    })
+    .await
+    .map_err(|e| picket_store::StoreError::Invalid(format!("digest task failed: {e}")))?;
     if let Some((project_id, samples)) = state.store.dictionaries().take_samples() {
         // Off the digest thread: training takes a few hundred milliseconds.
         let store = state.store.clone();
@@ -448,6 +441,57 @@ async fn read_and_process(state: &AppState, cpu: &CpuThread, after: i64) -> pick
     Ok(Some((last, Batch { items, rows: n, bytes, caught_up: true })))
 }
 
+/// Runs `work` on the rows on the digest thread, or, from [`SPLIT_AT_ROWS`]
+/// rows on, on both digest threads at once, each with half of them; the
+/// results come back in the rows' order. A panic in either half fails the
+/// whole batch (its rows stay queued and are retried).
+async fn on_digest_threads<R, T, F, W>(cpu: &(Arc<CpuThread>, Arc<CpuThread>), rows: Vec<R>, work: W) -> Result<Vec<T>, String>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Vec<T> + Send + 'static,
+    W: Fn(Vec<R>) -> F,
+{
+    if rows.len() < SPLIT_AT_ROWS {
+        return cpu.0.run(work(rows)).await;
+    }
+    let mut first = rows;
+    let second = first.split_off(first.len() / 2);
+    match tokio::join!(cpu.0.run(work(first)), cpu.1.run(work(second))) {
+        (Ok(mut out), Ok(rest)) => {
+            out.extend(rest);
+            Ok(out)
+        }
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    }
+}
+
+/// Processes queued envelopes into what the writer stores, in order.
+fn process_rows(
+    rows: &[queue::QueueRow],
+    hooks: &std::collections::HashMap<i64, Option<Arc<picket_core::plugins::ProjectPlugins>>>,
+    registry: &'static picket_plugin_api::Registry,
+    dictionaries: &picket_store::dictionary::Dictionaries,
+) -> Vec<PreparedBatchItem> {
+    rows.iter()
+        .map(|row| {
+            let origin = Origin {
+                queue_id: row.id,
+                project_id: row.envelope.project_id,
+                received: row.envelope.received,
+                client_ip: row.envelope.meta.client_ip.clone(),
+                sdk_client: row.envelope.meta.sdk_client.clone(),
+            };
+            let (project_hooks, post_process): (&dyn EventHooks, _) = match hooks.get(&origin.project_id) {
+                Some(Some(p)) => (&**p, if p.wants_post_process() { PostProcess::Queue } else { PostProcess::Skip }),
+                // Plugins unknown (the project is gone, or reading them failed):
+                // post-processing reads them again when it runs.
+                _ => (&NoHooks, PostProcess::Queue),
+            };
+            picket_store::digest::prepare_one(process_envelope_with(&origin, &row.envelope.body, registry, project_hooks), post_process, dictionaries)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -458,6 +502,27 @@ mod tests {
             c.add(*issue, k, v, 1.0);
         }
         c
+    }
+
+    #[tokio::test]
+    async fn large_batches_are_split_over_both_digest_threads_and_keep_their_order() {
+        let cpu = (Arc::new(CpuThread::spawn("test-digest")), Arc::new(CpuThread::spawn("test-digest-2")));
+        let on_thread = |rows: Vec<usize>| move || rows.into_iter().map(|r| (r, std::thread::current().name().unwrap().to_string())).collect::<Vec<_>>();
+
+        let small = on_digest_threads(&cpu, (0..SPLIT_AT_ROWS - 1).collect(), on_thread).await.unwrap();
+        assert!(small.iter().all(|(_, t)| t == "test-digest"), "a small batch stays on one thread: {small:?}");
+
+        let large = on_digest_threads(&cpu, (0..100).collect(), on_thread).await.unwrap();
+        assert_eq!(large.iter().map(|(r, _)| *r).collect::<Vec<_>>(), (0..100).collect::<Vec<_>>(), "in order");
+        assert!(large[..50].iter().all(|(_, t)| t == "test-digest") && large[50..].iter().all(|(_, t)| t == "test-digest-2"), "{large:?}");
+
+        let failing = on_digest_threads(&cpu, (0..100).collect(), |rows: Vec<usize>| {
+            move || {
+                assert!(rows[0] != 50, "a bad envelope");
+                rows
+            }
+        });
+        assert!(failing.await.unwrap_err().contains("a bad envelope"), "a panic in one half fails the batch");
     }
 
     #[test]
