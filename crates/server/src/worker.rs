@@ -63,9 +63,11 @@ impl FreshBodies {
 }
 
 /// One named thread that runs CPU-bound jobs in order. The digest processes
-/// every batch on the same thread, so the allocator reuses that thread's
-/// warm memory instead of each batch dirtying fresh pages on whichever pool
-/// thread it lands on (measured: less page zeroing, less resident memory).
+/// every batch on the same thread (or each half of a large batch on the
+/// same one of two, see [`SPLIT_AT_ROWS`]), so the allocator reuses that
+/// thread's warm memory instead of each batch dirtying fresh pages on
+/// whichever pool thread it lands on (measured: less page zeroing, less
+/// resident memory).
 pub(crate) struct CpuThread {
     jobs: std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>,
     /// Release jobs sent and not yet run (see [`CpuThread::release`]).
