@@ -367,8 +367,15 @@ impl Interface for BreadcrumbsInterface {
             values.drain(..values.len() - MAX_BREADCRUMBS);
         }
         for crumb in values.iter_mut().filter_map(Value::as_object_mut) {
-            if let Some(t) = crumb.get("timestamp").and_then(parse_timestamp) {
-                crumb.insert("timestamp".into(), json!(t + ctx.clock_drift));
+            let Some(timestamp) = crumb.get_mut("timestamp") else { continue };
+            // Seconds as a float (what the SDKs send) stay as they are
+            // unless the clock drifted: nothing to rebuild, for up to a
+            // hundred crumbs per event.
+            if ctx.clock_drift == 0.0 && timestamp.as_f64().is_some_and(|t| t > 0.0) && timestamp.is_f64() {
+                continue;
+            }
+            if let Some(t) = parse_timestamp(timestamp) {
+                *timestamp = json!(t + ctx.clock_drift);
             }
         }
         *value = values_object(values);

@@ -48,6 +48,15 @@ fn clock_drift_is_corrected() {
 }
 
 #[test]
+fn breadcrumb_timestamps_become_seconds() {
+    let crumbs = json!([{"timestamp": NOW - 3.5}, {"timestamp": 1_700_000_000}, {"timestamp": "2023-11-14T22:13:20Z"}, {"timestamp": "soon"}, {"timestamp": -0.0}, {}]);
+    let e = norm(json!({"breadcrumbs": crumbs}));
+    let got: Vec<&Value> = e.data["breadcrumbs"]["values"].as_array().unwrap().iter().map(|c| &c["timestamp"]).collect();
+    assert_eq!(got, [&json!(NOW - 3.5), &json!(1_700_000_000.0), &json!(1_700_000_000.0), &json!("soon"), &json!(0.0), &Value::Null]);
+    assert!(got[1].is_f64(), "an integer becomes a float, as with a drift correction");
+}
+
+#[test]
 fn legacy_raven_payload() {
     let e = norm(json!({
         "message": "Hello %s",
