@@ -49,11 +49,13 @@ pub fn event_payload(issue: usize, size_kb: usize, rng: &mut impl Rng) -> Value 
         "contexts": {"os": {"name": "Linux", "version": "6.1"}, "runtime": {"name": "CPython", "version": "3.11.7"}, "browser": {"name": "Firefox", "version": "128.0"}},
         "sdk": {"name": "sentry.python", "version": "2.75.0"},
     });
-    // Pad with breadcrumbs up to the target size.
+    // Pad with breadcrumbs up to the target size, or up to the SDKs' default
+    // limit of 100 (which is also what Picket keeps, as Sentry does: more
+    // would be parsed and then dropped, flattering the figures) ...
     let mut crumbs = Vec::new();
     let mut size = ev.to_string().len();
     let mut i = 0;
-    while size < size_kb * 1024 {
+    while size < size_kb * 1024 && crumbs.len() < MAX_BREADCRUMBS {
         let c = json!({"timestamp": 1_700_000_000.0 + i as f64, "category": "http", "type": "http", "level": "info",
             "message": format!("GET https://api.example.com/v1/resource/{i}?page={}", rng.random_range(0..100)), "data": {"status_code": 200, "duration_ms": rng.random_range(1..500)}});
         size += c.to_string().len() + 1;
@@ -61,8 +63,23 @@ pub fn event_payload(issue: usize, size_kb: usize, rng: &mut impl Rng) -> Value 
         i += 1;
     }
     ev["breadcrumbs"] = json!({"values": crumbs});
+    // ... and then with data the application attached (`extra`, kept whole):
+    // the order being handled, as large events mostly are.
+    let mut items = Vec::new();
+    while size < size_kb * 1024 {
+        let item = json!({"sku": format!("SKU-{issue}-{}", items.len()), "name": format!("Item {} of the order, size {}", items.len(), ["S", "M", "L"][rng.random_range(0..3)]),
+            "quantity": rng.random_range(1..5), "unit_price": f64::from(rng.random_range(100..10_000)) / 100.0, "in_stock": rng.random_bool(0.9)});
+        size += item.to_string().len() + 1;
+        items.push(item);
+    }
+    if !items.is_empty() {
+        ev["extra"] = json!({"order": {"id": format!("o-{}", rng.random_range(0..1_000_000)), "items": items}});
+    }
     ev
 }
+
+/// Breadcrumbs per event at most: the SDKs' default `max_breadcrumbs`.
+pub const MAX_BREADCRUMBS: usize = 100;
 
 /// Gzip at `level` (1–9).
 pub fn gzip(data: &[u8], level: u32) -> Vec<u8> {
@@ -131,6 +148,18 @@ pub fn envelope(event_id: &str, payload: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use std::io::Read;
+
+    #[test]
+    fn events_have_the_size_asked_for_and_at_most_100_breadcrumbs() {
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        for size_kb in [5, 20, 50] {
+            let ev = super::event_payload(7, size_kb, &mut rng);
+            let len = ev.to_string().len();
+            assert!((size_kb * 1024..size_kb * 1024 + 1024).contains(&len), "{size_kb} KB: {len} bytes");
+            assert!(ev["breadcrumbs"]["values"].as_array().unwrap().len() <= super::MAX_BREADCRUMBS);
+        }
+    }
 
     #[test]
     fn a_stored_member_decompresses_to_its_data() {
