@@ -37,10 +37,26 @@ fn no_transparent_huge_pages() {
     }
 }
 
+extern "C" {
+    /// mimalloc's own function (the `mimalloc` crate links it in but does
+    /// not bind it): frees what the calling thread's heap holds for reuse
+    /// and, with `force`, gives it back to the system at once.
+    fn mi_collect(force: bool);
+}
+
+/// What the digest calls after processing a large batch on one of its
+/// threads (see `picket_server::worker::set_release_memory`).
+fn release_thread_memory() {
+    // SAFETY: mi_collect takes a plain bool and acts on the calling
+    // thread's heap of the allocator this binary uses (`GLOBAL`).
+    unsafe { mi_collect(true) }
+}
+
 /// Runs the `picket` command line. A distribution that links more plugins
 /// has a `main` that references its plugin crates and calls this.
 pub fn main() -> ExitCode {
     no_transparent_huge_pages();
+    picket_server::worker::set_release_memory(release_thread_memory);
     picket_plugins::link();
     match cli::run() {
         Ok(()) => ExitCode::SUCCESS,

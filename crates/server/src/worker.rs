@@ -467,6 +467,26 @@ where
     }
 }
 
+/// Decoded bytes processed in one go on a digest thread after which the
+/// thread gives the memory its allocator holds for reuse back to the
+/// system. mimalloc keeps freed memory for up to a second, and with large
+/// events two digest threads each held a batch half's worth: peak RSS with
+/// 50 KB events 146–150 MiB without this, 103–119 MiB with it, at the same
+/// throughput (`BENCHMARKS.md`, session 10). Below this (5 KB events make
+/// halves of about 650 KB) it is not done: there the same release after
+/// every batch cost CPU for memory that is reused at once.
+const RELEASE_MEMORY_AFTER_BYTES: usize = 2 << 20;
+
+/// Gives memory the allocator holds for reuse back to the system, on the
+/// calling thread; set once by the binary, which chooses the allocator.
+static RELEASE_MEMORY: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Sets what a digest thread calls to give back memory after a large batch
+/// (see [`RELEASE_MEMORY_AFTER_BYTES`]). Without it nothing is released early.
+pub fn set_release_memory(release: fn()) {
+    let _ = RELEASE_MEMORY.set(release);
+}
+
 /// Processes queued envelopes into what the writer stores, in order.
 fn process_rows(
     rows: &[queue::QueueRow],
@@ -474,7 +494,8 @@ fn process_rows(
     registry: &'static picket_plugin_api::Registry,
     dictionaries: &picket_store::dictionary::Dictionaries,
 ) -> Vec<PreparedBatchItem> {
-    rows.iter()
+    let items = rows
+        .iter()
         .map(|row| {
             let origin = Origin {
                 queue_id: row.id,
@@ -491,7 +512,13 @@ fn process_rows(
             };
             picket_store::digest::prepare_one(process_envelope_with(&origin, &row.envelope.body, registry, project_hooks), post_process, dictionaries)
         })
-        .collect()
+        .collect();
+    if rows.iter().map(|r| r.envelope.body.len()).sum::<usize>() >= RELEASE_MEMORY_AFTER_BYTES {
+        if let Some(release) = RELEASE_MEMORY.get() {
+            release();
+        }
+    }
+    items
 }
 
 #[cfg(test)]
