@@ -371,7 +371,7 @@ impl Interface for BreadcrumbsInterface {
             // Seconds as a float (what the SDKs send) stay as they are
             // unless the clock drifted: nothing to rebuild, for up to a
             // hundred crumbs per event.
-            if ctx.clock_drift == 0.0 && timestamp.as_f64().is_some_and(|t| t > 0.0) && timestamp.is_f64() {
+            if ctx.clock_drift == 0.0 && timestamp.is_f64() && timestamp.as_f64().is_some_and(|t| t > 0.0) {
                 continue;
             }
             if let Some(t) = parse_timestamp(timestamp) {

@@ -27,14 +27,19 @@ pub enum JsonError {
 pub fn parse_lenient(bytes: &[u8]) -> Result<Value, JsonError> {
     with_lenient_text(bytes, |text| {
         // The common case; anything it does not handle goes to serde_json.
-        if let Some(value) = fast::parse(text) {
-            return Ok(value);
+        match fast::parse(text) {
+            Some(value) => Ok(value),
+            None => serde_json_value(text),
         }
-        let mut de = serde_json::Deserializer::from_str(text);
-        let value = Value::deserialize(&mut de)?;
-        de.end()?;
-        Ok(value)
     })
+}
+
+/// The whole text as a value, parsed by serde_json (which words the errors).
+fn serde_json_value(text: &str) -> Result<Value, JsonError> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = Value::deserialize(&mut de)?;
+    de.end()?;
+    Ok(value)
 }
 
 /// Checks that bytes are acceptable to [`parse_lenient`] and hold a JSON
@@ -53,10 +58,7 @@ pub fn validate_object(bytes: &[u8]) -> Result<(), JsonError> {
         if fast::validates(text) {
             return Ok(());
         }
-        let mut de = serde_json::Deserializer::from_str(text);
-        Value::deserialize(&mut de)?;
-        de.end()?;
-        Ok(())
+        serde_json_value(text).map(drop)
     })
 }
 
@@ -115,7 +117,7 @@ fn sanitize(text: &str) -> Option<String> {
             if escaped {
                 escaped = false;
                 if c == b'u' {
-                    match (utf16_unit(b, i + 1), utf16_unit(b, i + 7).filter(|_| b.get(i + 5..i + 7) == Some(b"\\u"))) {
+                    match (fast::hex4(b, i + 1), fast::hex4(b, i + 7).filter(|_| b.get(i + 5..i + 7) == Some(b"\\u"))) {
                         (Some(0xD800..=0xDBFF), Some(0xDC00..=0xDFFF)) => i += 10, // a pair: one character
                         (Some(0xD800..=0xDFFF), _) => {
                             replacements.push((i - 1, 6, "\\ufffd"));
@@ -162,12 +164,6 @@ fn sanitize(text: &str) -> Option<String> {
     }
     out.push_str(&text[last..]);
     Some(out)
-}
-
-/// The UTF-16 code unit of the four hex digits at `at`, if they are that.
-fn utf16_unit(b: &[u8], at: usize) -> Option<u32> {
-    let digits = b.get(at..at + 4)?;
-    digits.iter().try_fold(0u32, |n, &d| Some(n * 16 + (d as char).to_digit(16)?))
 }
 
 #[cfg(test)]

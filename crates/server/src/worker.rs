@@ -471,7 +471,7 @@ where
 /// thread gives the memory its allocator holds for reuse back to the
 /// system. mimalloc keeps freed memory for up to a second, and with large
 /// events two digest threads each held a batch half's worth: peak RSS with
-/// 50 KB events 146–150 MiB without this, 103–119 MiB with it, at the same
+/// 50 KB events 138–139 MiB without this, 115–128 MiB with it, at the same
 /// throughput (`BENCHMARKS.md`, session 10). Below this (5 KB events make
 /// halves of about 650 KB) it is not done: there the same release after
 /// every batch cost CPU for memory that is reused at once.

@@ -258,7 +258,7 @@ impl Parser<'_> {
                         b'r' => out.push('\r'),
                         b't' => out.push('\t'),
                         b'u' => {
-                            let unit = self.hex4(at)?;
+                            let unit = hex4(self.bytes, at)?;
                             at += 4;
                             let c = match unit {
                                 0xD800..=0xDBFF => {
@@ -266,7 +266,7 @@ impl Parser<'_> {
                                     if self.bytes.get(at..at + 2)? != b"\\u" {
                                         return None;
                                     }
-                                    let low = self.hex4(at + 2)?;
+                                    let low = hex4(self.bytes, at + 2)?;
                                     if !(0xDC00..=0xDFFF).contains(&low) {
                                         return None;
                                     }
@@ -291,10 +291,6 @@ impl Parser<'_> {
         }
     }
 
-    fn hex4(&self, at: usize) -> Option<u32> {
-        let digits = self.bytes.get(at..at + 4)?;
-        digits.iter().try_fold(0u32, |n, &d| Some(n * 16 + (d as char).to_digit(16)?))
-    }
 
     fn number(&mut self) -> Option<Number> {
         let start = self.at;
@@ -328,6 +324,13 @@ impl Parser<'_> {
             (true, _) => None,
         }
     }
+}
+
+/// The UTF-16 code unit written as the four hex digits at `at` (of a
+/// `\uXXXX` escape), if they are four hex digits.
+pub(crate) fn hex4(bytes: &[u8], at: usize) -> Option<u32> {
+    let digits = bytes.get(at..at + 4)?;
+    digits.iter().try_fold(0u32, |n, &d| Some(n * 16 + (d as char).to_digit(16)?))
 }
 
 /// The first `"`, `\` or control character at or after `from`; `None` if
