@@ -48,6 +48,15 @@ const MIN_TRAIN_SAMPLES: usize = 100;
 /// Dictionary size. 16 KiB did as well as 64 and 110 KiB on the benchmark
 /// events, and a small dictionary is quick to load and to copy per frame.
 const DICTIONARY_BYTES: usize = 16 << 10;
+/// Events whose JSON is longer than this are compressed without the
+/// dictionary. The dictionary is trained on the start of events (see
+/// [`MAX_SAMPLE_BYTES`]); a large event repeats itself enough for zstd to
+/// learn within it, and matching against a dictionary costs more per byte
+/// than matching within the event: on the benchmark's events, 16 KB ones
+/// are 15% faster and 15% smaller with the dictionary, 24 KB ones 14%
+/// slower and the same size, and 50 KB ones 24% slower and 3% smaller
+/// (`BENCHMARKS.md`, session 11).
+const MAX_DICTIONARY_EVENT_BYTES: usize = 20 << 10;
 /// The compression level of stored blobs (see [`crate::compress`]).
 const LEVEL: i32 = 1;
 /// Compressors with a dictionary loaded, kept on the digest thread (one per
@@ -112,13 +121,15 @@ impl Dictionaries {
     }
 
     /// Compresses an event's JSON for storage: with the project's dictionary
-    /// when it has one; otherwise without, keeping the JSON as a sample.
+    /// when it has one (and the event is at most
+    /// [`MAX_DICTIONARY_EVENT_BYTES`]); otherwise without, keeping the JSON
+    /// as a sample while the project has no dictionary.
     pub fn compress_event(&self, project_id: i64, json: &[u8]) -> Vec<u8> {
         let dictionary = {
             let mut state = self.state.lock().expect("dictionaries lock");
             let State { projects, sampled_bytes, budget } = &mut *state;
             match projects.entry(project_id).or_insert_with(|| ProjectState::Sampling(Vec::new())) {
-                ProjectState::Ready(d) => Some(d.clone()),
+                ProjectState::Ready(d) => (json.len() <= MAX_DICTIONARY_EVENT_BYTES).then(|| d.clone()),
                 ProjectState::Sampling(samples) => {
                     let len = json.len().min(MAX_SAMPLE_BYTES);
                     if samples.len() < TRAIN_SAMPLES && *sampled_bytes + len <= *budget {

@@ -499,6 +499,17 @@ fn events_are_compressed_with_the_projects_dictionary_once_trained() {
     assert_eq!(zstd::zstd_safe::get_dict_id_from_frame(&after).map(|d| d.get()), Some(dict_id));
     assert!(after.len() * 2 < before.len(), "a dictionary at least halves these events: {} vs {} bytes", after.len(), before.len());
 
+    // A large event is compressed without it (cheaper at that size), and reads back.
+    let large_id = format!("{:032x}", 1u64 << 40);
+    let items: Vec<String> = (0..1000).map(|n| format!(r#"{{"sku": "SKU-{n}", "quantity": {}}}"#, n % 7)).collect();
+    let large = format!(r#"{{"message": "a large order", "extra": {{"items": [{}]}}}}"#, items.join(","));
+    assert!(large.len() > 20 << 10);
+    digest_events(&store, &[(pid, large_id.as_str(), now(), large.as_str())]);
+    assert_eq!(zstd::zstd_safe::get_dict_id_from_frame(&blob_of(&large_id)), None);
+    let read_id = large_id.clone();
+    let read = store.read(move |c| query::event(c, pid, &read_id)).unwrap().expect("stored");
+    assert_eq!(read.data["extra"]["items"][999]["sku"], "SKU-999");
+
     // Both kinds read back, also after a restart, on a thread that has no
     // dictionary cached (it is loaded from the database).
     store.close();
