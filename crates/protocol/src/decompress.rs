@@ -18,13 +18,8 @@ pub enum DecodeError {
 /// comma-separated codings are undone in reverse order; an empty value and
 /// `UTF-8` (sent by some old SDKs) mean no coding.
 pub fn decode(content_encoding: &str, body: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
-    let codings: Vec<String> = content_encoding
-        .split(',')
-        .map(|c| c.trim().to_ascii_lowercase())
-        .filter(|c| !c.is_empty() && c != "identity" && c != "utf-8")
-        .collect();
     let mut data: Option<Vec<u8>> = None;
-    for coding in codings.iter().rev() {
+    for coding in codings(content_encoding).iter().rev() {
         let input = data.as_deref().unwrap_or(body);
         data = Some(decode_one(coding, input, limit)?);
     }
@@ -33,6 +28,54 @@ pub fn decode(content_encoding: &str, body: &[u8], limit: usize) -> Result<Vec<u
         None if body.len() > limit => Err(DecodeError::TooLarge { limit }),
         None => Ok(body.to_vec()),
     }
+}
+
+/// The codings of a `Content-Encoding` value, in the order they were applied.
+fn codings(content_encoding: &str) -> Vec<String> {
+    content_encoding
+        .split(',')
+        .map(|c| c.trim().to_ascii_lowercase())
+        .filter(|c| !c.is_empty() && c != "identity" && c != "utf-8")
+        .collect()
+}
+
+/// At most the first `max` bytes of the decoded body, decoding no more of
+/// it than that takes: ingest reads an envelope's header line this way to
+/// find its key, so that a request without a valid key never costs a whole
+/// decompression. A stream damaged or cut short after its first bytes
+/// yields what decoded before the damage (the full [`decode`] reports it);
+/// with several codings each stage is cut at `max` too.
+pub fn decode_prefix(content_encoding: &str, body: &[u8], max: usize) -> Result<Vec<u8>, DecodeError> {
+    let mut data: Option<Vec<u8>> = None;
+    for coding in codings(content_encoding).iter().rev() {
+        let input = data.as_deref().unwrap_or(body);
+        data = Some(prefix_one(coding, input, max)?);
+    }
+    Ok(data.unwrap_or_else(|| body[..body.len().min(max)].to_vec()))
+}
+
+fn prefix_one(coding: &str, input: &[u8], max: usize) -> Result<Vec<u8>, DecodeError> {
+    let (encoding, mut reader): (&'static str, Box<dyn Read + '_>) = match coding {
+        "gzip" | "x-gzip" => ("gzip", Box::new(flate2::read::MultiGzDecoder::new(input))),
+        "deflate" if is_zlib_header(input) => ("deflate", Box::new(flate2::read::ZlibDecoder::new(input))),
+        "deflate" => ("deflate", Box::new(flate2::read::DeflateDecoder::new(input))),
+        "br" => ("br", Box::new(brotli::Decompressor::new(input, 4096))),
+        "zstd" => ("zstd", Box::new(zstd::stream::read::Decoder::new(input).map_err(|source| DecodeError::Corrupt { encoding: "zstd", source })?)),
+        other => return Err(DecodeError::Unsupported(other.to_string())),
+    };
+    let mut out = vec![0; max];
+    let mut filled = 0;
+    while filled < max {
+        match reader.read(&mut out[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(source) if filled == 0 => return Err(DecodeError::Corrupt { encoding, source }),
+            Err(_) => break,
+        }
+    }
+    out.truncate(filled);
+    Ok(out)
 }
 
 fn decode_one(coding: &str, input: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
@@ -211,6 +254,27 @@ mod tests {
         for (enc, body) in [("gzip", gzip(&plain)), ("deflate", zlib), ("deflate", raw), ("br", br), ("zstd", zst), ("", plain.clone()), ("UTF-8", plain.clone()), ("identity", plain.clone())] {
             assert_eq!(decode(enc, &body, 1 << 20).unwrap(), plain, "{enc}");
         }
+    }
+
+    #[test]
+    fn a_prefix_decodes_only_the_start() {
+        let plain = b"{\"dsn\":\"https://key@example.com/1\"}\n".iter().chain(&vec![b'x'; 1 << 20]).copied().collect::<Vec<u8>>();
+        let zst = zstd::encode_all(&plain[..], 1).unwrap();
+        let mut br = Vec::new();
+        brotli::CompressorWriter::new(&mut br, 4096, 4, 22).write_all(&plain).unwrap();
+        for (enc, body) in [("gzip", gzip(&plain)), ("br", br), ("zstd", zst.clone()), ("", plain.clone()), ("zstd, gzip", gzip(&zst))] {
+            assert_eq!(decode_prefix(enc, &body, 100).unwrap(), &plain[..100], "{enc}");
+        }
+        // Shorter than asked: all of it. Cut short: what decoded before the cut.
+        assert_eq!(decode_prefix("gzip", &gzip(b"{}"), 100).unwrap(), b"{}");
+        let gz = gzip(&plain);
+        assert_eq!(decode_prefix("gzip", &gz[..gz.len() / 2], 100).unwrap(), &plain[..100]);
+        // Nothing decodable, or a coding we do not speak: the same errors as a full decode.
+        assert!(matches!(decode_prefix("gzip", b"not gzip", 100), Err(DecodeError::Corrupt { .. })));
+        assert!(matches!(decode_prefix("compress", b"x", 100), Err(DecodeError::Unsupported(_))));
+        // A bomb yields its prefix, not an error: the caller decides on the rest.
+        let bomb = gzip(&vec![0u8; 50 * 1024 * 1024]);
+        assert_eq!(decode_prefix("gzip", &bomb, 64 << 10).unwrap().len(), 64 << 10);
     }
 
     #[test]

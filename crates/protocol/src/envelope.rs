@@ -39,6 +39,18 @@ pub enum EnvelopeError {
 }
 
 impl<'a> Envelope<'a> {
+    /// Parses only the envelope's header line, which may be all that `buf`
+    /// holds of the envelope (its start, decoded on its own): ingest reads
+    /// the key in a `dsn` header this way before decoding the whole body.
+    /// The errors are those [`Envelope::parse`] gives for the same line.
+    pub fn parse_headers(buf: &[u8]) -> Result<Map<String, Value>, EnvelopeError> {
+        if buf.iter().all(|b| b.is_ascii_whitespace()) {
+            return Err(EnvelopeError::Empty);
+        }
+        let (line, _) = read_line(buf, 0)?;
+        parse_header_object(line).map_err(EnvelopeError::Header)
+    }
+
     /// Parses an envelope. Blank lines between items are tolerated.
     pub fn parse(buf: &'a [u8]) -> Result<Envelope<'a>, EnvelopeError> {
         if buf.iter().all(|b| b.is_ascii_whitespace()) {

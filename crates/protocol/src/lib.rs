@@ -98,7 +98,14 @@ mod props {
         #[test]
         fn decoders_are_total(bytes in proptest::collection::vec(any::<u8>(), 0..256), enc in 0usize..6) {
             let encoding = ["", "gzip", "deflate", "br", "zstd", "gzip, br"][enc];
-            let _ = crate::decompress::decode(encoding, &bytes, 4096);
+            let full = crate::decompress::decode(encoding, &bytes, 4096);
+            let prefix = crate::decompress::decode_prefix(encoding, &bytes, 64);
+            if let Ok(full) = full {
+                prop_assert_eq!(prefix.unwrap(), &full[..full.len().min(64)], "a prefix is the start of the whole");
+            }
+            if let Ok(env) = crate::envelope::Envelope::parse(&bytes) {
+                prop_assert_eq!(crate::envelope::Envelope::parse_headers(&bytes).unwrap(), env.headers);
+            }
             let _ = crate::store::decode_store_body(&bytes, 4096);
             let _ = crate::security::events_from_report(&serde_json::Value::from(String::from_utf8_lossy(&bytes).into_owned()));
         }

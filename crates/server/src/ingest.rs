@@ -1,5 +1,5 @@
-//! The ingest endpoints. Each request is authenticated by its DSN key,
-//! decompressed under a hard limit, split and checked item by item, and
+//! The ingest endpoints. Each request is authenticated by its DSN key
+//! (before its body is decompressed), decompressed under a hard limit, split and checked item by item, and
 //! queued durably; the answer (`200 {"id": ...}`) is sent only after the
 //! queue row is committed. Digest happens later, in the worker.
 
@@ -94,10 +94,14 @@ fn content_encoding(headers: &HeaderMap) -> &str {
 }
 
 fn decode_body(headers: &HeaderMap, body: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
-    decompress::decode(content_encoding(headers), body, limit).map_err(|e| match e {
+    decompress::decode(content_encoding(headers), body, limit).map_err(decode_error)
+}
+
+fn decode_error(e: decompress::DecodeError) -> ApiError {
+    match e {
         decompress::DecodeError::TooLarge { limit } => ApiError::too_large(format!("body exceeds {limit} bytes after decompression")),
         other => ApiError::bad_request(other.to_string()),
-    })
+    }
 }
 
 /// Whether the body's only coding is gzip (then it is a gzip stream of
@@ -106,8 +110,17 @@ fn is_plain_gzip(headers: &HeaderMap) -> bool {
     content_encoding(headers).trim().eq_ignore_ascii_case("gzip")
 }
 
-/// Collects the auth from every place it may be; different keys are refused.
-fn client_auth(info: &RequestInfo, envelope_dsn: Option<&str>) -> Result<ClientAuth, ApiError> {
+/// The auth from the request's headers and query, if there is any: what
+/// can be checked before the body is read. Different keys are refused.
+fn request_auth(info: &RequestInfo) -> Result<Option<ClientAuth>, ApiError> {
+    let found = auth_in_request(info)?;
+    if found.is_empty() {
+        return Ok(None);
+    }
+    auth::merge(found).map(Some).map_err(auth_error)
+}
+
+fn auth_in_request(info: &RequestInfo) -> Result<Vec<ClientAuth>, ApiError> {
     let mut found = Vec::new();
     for name in ["x-sentry-auth", "authorization"] {
         if let Some(v) = info.headers.get(name).and_then(|v| v.to_str().ok()) {
@@ -119,6 +132,12 @@ fn client_auth(info: &RequestInfo, envelope_dsn: Option<&str>) -> Result<ClientA
     if let Some(a) = auth::parse_auth_query(&info.query).map_err(auth_error)? {
         found.push(a);
     }
+    Ok(found)
+}
+
+/// Collects the auth from every place it may be; different keys are refused.
+fn client_auth(info: &RequestInfo, envelope_dsn: Option<&str>) -> Result<ClientAuth, ApiError> {
+    let mut found = auth_in_request(info)?;
     if let Some(dsn) = envelope_dsn {
         let d = picket_protocol::dsn::Dsn::parse(dsn).map_err(|e| ApiError::unauthorized(format!("invalid envelope header 'dsn': {e}")))?;
         found.push(ClientAuth { public_key: d.public_key, ..ClientAuth::default() });
@@ -339,13 +358,31 @@ fn check_items(env: &Envelope<'_>) -> Result<i64, ApiError> {
 async fn envelope(State(state): State<AppState>, Path(project_id): Path<String>, req: Request) -> Result<Response, ApiError> {
     let project_id = parse_project_id(&project_id)?;
     let (info, body) = request_info(req, state.settings.trust_forwarded_for);
-    let raw = read_body(body, MAX_ENVELOPE_COMPRESSED).await?;
+    // The key is checked before the body is decompressed, so that a request
+    // without a valid one costs no decompression (a bomb would cost up to
+    // the size limit). The SDKs send it in a header or the query; a tunnel
+    // may send it only in the envelope's `dsn` header, so then the header
+    // line, and only that, is decoded first.
+    let (raw, key) = match request_auth(&info)? {
+        Some(auth) => {
+            let key = authenticate(&state, &auth, Some(project_id)).await?;
+            (read_body(body, MAX_ENVELOPE_COMPRESSED).await?, key)
+        }
+        None => {
+            let raw = read_body(body, MAX_ENVELOPE_COMPRESSED).await?;
+            let head = decompress::decode_prefix(content_encoding(&info.headers), &raw, MAX_HEADER_SIZE + 1).map_err(decode_error)?;
+            let headers = Envelope::parse_headers(&head).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let auth = client_auth(&info, headers.get("dsn").and_then(Value::as_str))?;
+            let key = authenticate(&state, &auth, Some(project_id)).await?;
+            (raw, key)
+        }
+    };
     let body = decode_body(&info.headers, &raw, MAX_ENVELOPE_SIZE)?;
     // What the SDKs send is the body gzipped: queue that as it is.
     let gzipped = is_plain_gzip(&info.headers).then_some(raw);
     let env = Envelope::parse(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    // Every place the key may be must name the same one.
     let auth = client_auth(&info, env.dsn())?;
-    let key = authenticate(&state, &auth, Some(project_id)).await?;
     check_origin(&info, &key)?;
     let events = check_items(&env)?;
     check_limits(&state, &key, events)?;
@@ -397,6 +434,11 @@ async fn store_inner(state: AppState, project_id: Option<i64>, req: Request) -> 
         }
     }
     let (info, body) = request_info(req, state.settings.trust_forwarded_for);
+    // The key first: a request without a valid one costs no decompression.
+    let auth = client_auth(&info, None)?;
+    let key = authenticate(&state, &auth, project_id).await?;
+    let project_id = key.key.project_id;
+    check_origin(&info, &key)?;
     let json_bytes = if method == Method::GET {
         let data = info
             .query
@@ -416,10 +458,6 @@ async fn store_inner(state: AppState, project_id: Option<i64>, req: Request) -> 
     if json_bytes.len() > MAX_EVENT_SIZE {
         return Err(ApiError::too_large(format!("event is {} bytes, over the limit of {MAX_EVENT_SIZE} bytes", json_bytes.len())));
     }
-    let auth = client_auth(&info, None)?;
-    let key = authenticate(&state, &auth, project_id).await?;
-    let project_id = key.key.project_id;
-    check_origin(&info, &key)?;
     let value = json::parse_lenient(&json_bytes).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let Value::Object(obj) = &value else {
         return Err(ApiError::bad_request("event must be a JSON object"));
@@ -444,10 +482,10 @@ async fn store_inner(state: AppState, project_id: Option<i64>, req: Request) -> 
 async fn security_report(State(state): State<AppState>, Path(project_id): Path<String>, req: Request) -> Result<Response, ApiError> {
     let project_id = parse_project_id(&project_id)?;
     let (info, body) = request_info(req, state.settings.trust_forwarded_for);
-    let raw = read_body(body, MAX_SECURITY_REPORT_SIZE).await?;
-    let body = decode_body(&info.headers, &raw, MAX_SECURITY_REPORT_SIZE)?;
     let auth = client_auth(&info, None)?;
     let key = authenticate(&state, &auth, Some(project_id)).await?;
+    let raw = read_body(body, MAX_SECURITY_REPORT_SIZE).await?;
+    let body = decode_body(&info.headers, &raw, MAX_SECURITY_REPORT_SIZE)?;
     let value = json::parse_lenient(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let mut events = security::events_from_report(&value).map_err(|e| ApiError::bad_request(e.to_string()))?;
     check_limits(&state, &key, events.len() as i64)?;

@@ -132,9 +132,34 @@ fn size_limits_and_bombs() {
     let bomb = enc.finish().unwrap();
     assert!(bomb.len() < 1 << 20, "bomb is {} bytes", bomb.len());
     let started = std::time::Instant::now();
-    let (s, d) = detail(post(&p, &envelope_url(&p), &[("Content-Encoding", "gzip")], bomb));
+    let (s, d) = detail(post(&p, &envelope_url(&p), &[("Content-Encoding", "gzip")], bomb.clone()));
     assert_eq!(s, 413, "{d}");
     assert!(started.elapsed().as_secs() < 20, "bomb took {:?}", started.elapsed());
+    // Without a valid key, a bomb is refused before it is decompressed:
+    // for its header line, or for the key.
+    let keyless = format!("/api/{}/envelope/", p.project_id);
+    let (s, d) = detail(post(&p, &keyless, &[("Content-Encoding", "gzip")], bomb.clone()));
+    assert_eq!(s, 400, "{d}");
+    assert!(d.contains("header line at byte 0 is longer"), "{d}");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(b"{}\n").unwrap();
+    for _ in 0..128 {
+        enc.write_all(&zeros).unwrap();
+    }
+    let (s, d) = detail(post(&p, &keyless, &[("Content-Encoding", "gzip")], enc.finish().unwrap()));
+    assert_eq!(s, 401, "{d}");
+    assert!(d.contains("missing authorization"), "{d}");
+    let (s, d) = detail(post(&p, &format!("{keyless}?sentry_key=00000000000000000000000000000000"), &[("Content-Encoding", "gzip")], bomb));
+    assert_eq!(s, 403, "{d}");
+    // With the key only in the envelope header (a tunnel), the header line is read first.
+    let dsn_header = format!("{{\"dsn\":\"{}\"}}\n", p.dsn).into_bytes();
+    let (s, d) = detail(post(&p, &keyless, &[("Content-Encoding", "gzip")], gzip(&[&dsn_header[..], &vec![b'x'; 1 << 20]].concat())));
+    assert_eq!(s, 400, "the key is fine, the item is not: {d}");
+    let bad_dsn = b"{\"dsn\":\"https://00000000000000000000000000000000@example.com/1\"}\n".to_vec();
+    let (s, d) = detail(post(&p, &keyless, &[("Content-Encoding", "gzip")], gzip(&[&bad_dsn[..], &vec![b'x'; 1 << 20]].concat())));
+    assert_eq!(s, 403, "{d}");
+    let tunnelled = format!("{{\"dsn\":\"{}\"}}\n{{\"type\":\"event\"}}\n{{\"message\":\"tunnelled\"}}\n", p.dsn);
+    assert_eq!(post(&p, &keyless, &[("Content-Encoding", "gzip")], gzip(tunnelled.as_bytes())).status(), 200);
     // A body over 20 MiB as sent.
     let huge = vec![b' '; 21 << 20];
     assert_eq!(post(&p, &envelope_url(&p), &[], huge).status(), 413);
