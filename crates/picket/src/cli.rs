@@ -318,22 +318,44 @@ fn init_tracing(config: &Config) -> Result<()> {
 fn check(config: &Config) -> Result<()> {
     let path = config.database_path()?;
     println!("configuration: ok (bind {}, public URL {})", config.bind, config.public_url());
-    let store = open_store(config)?;
-    let (current, latest) = store.read(picket_store::schema::versions)?;
-    let integrity: String = store.read(|c| Ok(c.query_row("PRAGMA quick_check", [], |r| r.get(0))?))?;
-    if integrity != "ok" {
-        bail!("database '{}' failed its integrity check: {integrity}; restore it from a backup", path.display());
+    for warning in config.warnings() {
+        println!("warning: {warning}");
     }
-    let users = store.read(accounts::count_users)?;
-    let queued = store.read(picket_store::queue::len)?;
-    println!("database: ok ({}, schema version {current} of {latest}, {users} users, {queued} envelopes waiting)", path.display());
-    if users == 0 {
-        println!("note: no users yet; create one with: picket createuser --email you@example.com --password ... --superuser");
+    // Read only: a check must not create the database it was pointed at by
+    // mistake, nor migrate one an older Picket still serves.
+    if !path.exists() {
+        bail!(
+            "no database at '{}': nothing to check. `picket serve` creates it; if Picket has run before, this command \
+             has other settings than the server (data_dir or database_url: PICKET_DATA_DIR, PICKET_DATABASE_URL or the \
+             configuration file)",
+            path.display()
+        );
+    }
+    let report = picket_store::inspect(&path).with_context(|| format!("cannot read the database '{}'", path.display()))?;
+    if report.integrity != "ok" {
+        bail!("database '{}' failed its integrity check: {}; restore it from a backup", path.display(), report.integrity);
+    }
+    let (current, latest) = report.schema_version;
+    match (report.users, report.queued) {
+        (Some(users), Some(queued)) => {
+            let users_word = if users == 1 { "user" } else { "users" };
+            println!("database: ok ({}, schema version {current} of {latest}, {users} {users_word}, {queued} envelopes waiting)", path.display());
+            if users == 0 {
+                println!("note: no users yet; create one with: picket createuser --email you@example.com --password ... --superuser");
+            }
+        }
+        _ if current > latest => bail!(
+            "database '{}' has schema version {current}, newer than this build's {latest}: it was written by a newer Picket; run that version",
+            path.display()
+        ),
+        _ => println!(
+            "database: ok ({}, schema version {current} of {latest}: `picket serve` migrates it on start; back it up first)",
+            path.display()
+        ),
     }
     std::net::TcpListener::bind(&config.bind)
         .map(|_| println!("bind address {}: free", config.bind))
         .unwrap_or_else(|e| println!("bind address {}: not free ({e}); is picket already running?", config.bind));
-    store.close();
     Ok(())
 }
 
@@ -366,6 +388,9 @@ fn serve(config: Config) -> Result<()> {
         let post_process = tokio::spawn(picket_server::plugins::run_post_process(state.clone(), stop_rx));
         let app = picket_server::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
         tracing::info!(bind = %config.bind, database = %store.path().display(), startup_ms = started.elapsed().as_millis() as u64, "picket is serving");
+        for warning in config.warnings() {
+            tracing::warn!("{warning}");
+        }
         print_first_start_help(&store, &config);
         // On SIGTERM/Ctrl-C: stop accepting, let requests in flight finish
         // (their events are committed before they are answered), but never

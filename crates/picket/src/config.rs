@@ -148,8 +148,32 @@ impl Config {
         if self.digest.batch_size == 0 || self.digest.batch_size > 10_000 {
             bail!("invalid digest.batch_size {}: use 1 to 10000", self.digest.batch_size);
         }
+        if self.ingest.max_queue < 1 {
+            bail!("invalid ingest.max_queue {} (PICKET_MAX_QUEUE): use 1 or more; it is how many envelopes may wait to be digested before ingest answers 429", self.ingest.max_queue);
+        }
+        let prefix = self.url_prefix.trim();
+        if !prefix.is_empty() {
+            let host = prefix.strip_prefix("https://").or_else(|| prefix.strip_prefix("http://")).map(|rest| rest.split('/').next().unwrap_or_default());
+            if host.is_none_or(|h| h.is_empty() || h.contains(char::is_whitespace) || h.contains('@')) {
+                bail!("invalid url_prefix '{prefix}' (PICKET_URL_PREFIX): expected the public http:// or https:// URL of Picket, e.g. https://errors.example.com");
+            }
+        }
         self.database_path()?;
         Ok(())
+    }
+
+    /// Settings that work but are probably not what was meant.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let wildcard = self.bind.starts_with("0.0.0.0:") || self.bind.starts_with("[::]:");
+        if wildcard && self.url_prefix.trim().is_empty() {
+            out.push(format!(
+                "bind is {} but url_prefix is not set: DSNs and links say {}, which other machines cannot reach; set url_prefix (PICKET_URL_PREFIX) to the address clients use",
+                self.bind,
+                self.public_url()
+            ));
+        }
+        out
     }
 
     /// The SQLite database file.
@@ -204,6 +228,33 @@ mod tests {
         assert_eq!(c.database_path().unwrap(), PathBuf::from("/tmp/x.db"));
         c.database_url = "postgres://localhost/picket".into();
         assert!(c.database_path().unwrap_err().to_string().contains("not supported"));
+    }
+
+    #[test]
+    fn values_out_of_range_are_refused_with_the_setting_named() {
+        let mut c = Config::default();
+        c.ingest.max_queue = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("invalid ingest.max_queue 0"));
+        c.ingest.max_queue = 1;
+        c.validate().unwrap();
+        for bad in ["not-a-url", "ftp://x.example.com", "https://", "https://a b"] {
+            c.url_prefix = bad.into();
+            assert!(c.validate().unwrap_err().to_string().contains("invalid url_prefix"), "{bad}");
+        }
+        for good in ["https://errors.example.com", "http://10.0.0.5:9000/", "https://example.com/sentry"] {
+            c.url_prefix = good.into();
+            c.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn a_wildcard_bind_without_url_prefix_is_a_warning() {
+        let mut c = Config { bind: "0.0.0.0:9000".into(), ..Config::default() };
+        assert!(c.warnings()[0].contains("http://127.0.0.1:9000"), "{:?}", c.warnings());
+        c.url_prefix = "https://errors.example.com".into();
+        assert!(c.warnings().is_empty());
+        c = Config::default();
+        assert!(c.warnings().is_empty(), "the default binds to loopback");
     }
 
     #[test]

@@ -94,8 +94,27 @@ impl AppState {
     }
 }
 
-/// The whole HTTP application.
+/// The whole HTTP application. When `url_prefix` has a path
+/// (`https://example.com/sentry`), which the DSNs and links then carry, it
+/// is answered under that path as well as at the root: a proxy may pass the
+/// path on or strip it.
 pub fn app(state: AppState) -> Router {
+    let path = prefix_path(&state.settings.url_prefix);
+    let app = routes(state);
+    match path {
+        Some(path) => Router::new().nest_service(&path, app.clone()).fallback_service(app),
+        None => app,
+    }
+}
+
+/// The path of a public URL (`/sentry` of `https://example.com/sentry/`), if it has one.
+fn prefix_path(url_prefix: &str) -> Option<String> {
+    let rest = url_prefix.split_once("://").map_or(url_prefix, |(_, rest)| rest);
+    let path = rest.find('/').map(|i| rest[i..].trim_end_matches('/'))?;
+    (!path.is_empty()).then(|| path.to_string())
+}
+
+fn routes(state: AppState) -> Router {
     Router::new()
         .merge(ingest::router())
         .merge(api::router())

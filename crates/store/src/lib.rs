@@ -359,6 +359,35 @@ thread_local! {
     static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { std::cell::RefCell::new(None) };
 }
 
+/// What `picket check` reports of a database, read without changing it.
+#[derive(Debug, Clone)]
+pub struct DatabaseReport {
+    /// The schema version of the file, and the one this build migrates to.
+    pub schema_version: (usize, usize),
+    /// `ok`, or what SQLite's quick check found.
+    pub integrity: String,
+    /// Users and queued envelopes; `None` while the schema is older than this build's.
+    pub users: Option<i64>,
+    pub queued: Option<i64>,
+}
+
+/// Reads a database file without creating, migrating or writing it (as
+/// [`Store::open`] would): for checking what is there.
+pub fn inspect(path: &Path) -> Result<DatabaseReport> {
+    use rusqlite::OpenFlags;
+    if !path.exists() {
+        return Err(StoreError::Invalid(format!("no database at '{}'", path.display())));
+    }
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
+    let schema_version = schema::versions(&conn)?;
+    let integrity: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+    let current = schema_version.0 == schema_version.1;
+    let users = if current { Some(accounts::count_users(&conn)?) } else { None };
+    let queued = if current { Some(queue::len(&conn)?) } else { None };
+    Ok(DatabaseReport { schema_version, integrity, users, queued })
+}
+
 /// Compresses stored blobs (events, queued envelopes) with zstd level 1:
 /// level 3 costs ~15% more CPU for a few percent of disk.
 pub fn compress(data: &[u8]) -> Vec<u8> {

@@ -22,6 +22,39 @@ fn admin_commands_print_what_scripts_need() {
 }
 
 #[test]
+fn a_url_prefix_with_a_path_is_served_under_it() {
+    let p = Picket::start_with("cli-prefix", &[("PICKET_URL_PREFIX", "https://errors.example.com/sentry/")]);
+    let dsn = p.cli_ok(&["project", "dsn", "acme/web"]);
+    assert_eq!(dsn.trim(), format!("https://{}@errors.example.com/sentry/{}", p.public_key, p.project_id));
+    // What an SDK with that DSN sends, as a proxy that keeps the path passes it on; and without it.
+    for path in ["/sentry/api", "/api"] {
+        let r = reqwest::blocking::Client::new()
+            .post(format!("{}{path}/{}/store/?sentry_key={}", p.base_url(), p.project_id, p.public_key))
+            .body("{\"message\":\"hi\"}")
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    let r = reqwest::blocking::Client::new().get(format!("{}/sentry/api/0/nothing-here/", p.base_url())).send().unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.text().unwrap().contains("no such endpoint"), "errors under the path are JSON too");
+}
+
+#[test]
+fn check_reads_without_creating_or_migrating() {
+    let p = Picket::start("cli-check");
+    let missing = p.dir.join("typo");
+    let out = Command::new(BIN).args(["check"]).env("PICKET_DATA_DIR", &missing).current_dir(&p.dir).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("no database at") && stderr.contains("PICKET_DATA_DIR"), "{stderr}");
+    assert!(!missing.exists(), "check created the data directory it was pointed at");
+    let out = p.cli_ok(&["check"]);
+    assert!(out.contains("database: ok") && out.contains("1 user,"), "{out}");
+    let out = Command::new(BIN).args(["check"]).env("PICKET_MAX_QUEUE", "0").current_dir(&p.dir).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid ingest.max_queue 0"));
+}
+
+#[test]
 fn errors_say_what_to_do() {
     let p = Picket::start("cli-errors");
     let err = |args: &[&str]| {
