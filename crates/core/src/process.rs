@@ -53,6 +53,9 @@ pub struct UserReport {
     pub comments: String,
     pub url: Option<String>,
     pub created_at: f64,
+    /// The report's own id, when it has one (a `feedback` item is an event):
+    /// the same report sent again is stored once.
+    pub source_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -121,10 +124,8 @@ pub fn process_envelope_with(origin: &Origin, body: &[u8], registry: &picket_plu
                     event_id.get_or_insert_with(|| ev.event_id.clone());
                     match ty {
                         "transaction" => out.transactions.push(ev),
-                        "feedback" => {
-                            out.user_reports.push(feedback_report(&ev));
-                            out.counted.push(("feedback".into(), "accepted"));
-                        }
+                        // Counted when stored (accepted, or a duplicate).
+                        "feedback" => out.user_reports.push(feedback_report(&ev)),
                         _ => out.events.push(ev),
                     }
                 }
@@ -206,6 +207,7 @@ fn user_report(v: &Value, received: f64) -> Option<UserReport> {
         comments: str_field(v, "comments")?,
         url: None,
         created_at: received,
+        source_id: None,
     })
 }
 
@@ -220,6 +222,7 @@ fn feedback_report(ev: &NormalizedEvent) -> UserReport {
         comments: str_field(&fb, "message").unwrap_or_default(),
         url: str_field(&fb, "url"),
         created_at: ev.timestamp,
+        source_id: Some(ev.event_id.clone()),
     }
 }
 

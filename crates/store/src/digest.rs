@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use picket_core::process::{CheckIn, ProcessedEnvelope, SessionUpdate};
+use picket_core::process::{CheckIn, ProcessedEnvelope, SessionUpdate, UserReport};
 use picket_core::NormalizedEvent;
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension};
 use serde_json::Value;
@@ -160,8 +160,8 @@ pub fn apply_with(conn: &Connection, batch: &[PreparedBatchItem], tags: TagsInBa
             *counts.entry((env.project_id, "event".into(), "accepted")).or_default() += 1;
         }
         for (tx, blob) in env.transactions.iter().zip(&item.transaction_blobs) {
-            store_transaction(conn, env.project_id, tx, blob)?;
-            *counts.entry((env.project_id, "transaction".into(), "accepted")).or_default() += 1;
+            let outcome = if store_transaction(conn, env.project_id, tx, blob)? { "accepted" } else { "duplicate" };
+            *counts.entry((env.project_id, "transaction".into(), outcome)).or_default() += 1;
         }
         for a in &env.attachments {
             conn.prepare_cached(
@@ -171,9 +171,8 @@ pub fn apply_with(conn: &Connection, batch: &[PreparedBatchItem], tags: TagsInBa
             *counts.entry((env.project_id, "attachment".into(), "accepted")).or_default() += 1;
         }
         for r in &env.user_reports {
-            conn.prepare_cached("INSERT INTO user_reports (project_id, event_id, kind, name, email, comments, url, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")?
-                .execute(params![env.project_id, r.event_id, r.kind, r.name, r.email, r.comments, r.url, r.created_at])?;
-            *counts.entry((env.project_id, r.kind.to_string(), "accepted")).or_default() += 1;
+            let outcome = if store_user_report(conn, env.project_id, r)? { "accepted" } else { "duplicate" };
+            *counts.entry((env.project_id, r.kind.to_string(), outcome)).or_default() += 1;
         }
         for s in &env.sessions {
             apply_session(conn, env.project_id, s)?;
@@ -456,19 +455,40 @@ fn issue_metadata(ev: &NormalizedEvent) -> Value {
     Value::Object(m)
 }
 
-fn store_transaction(conn: &Connection, project_id: i64, tx: &NormalizedEvent, blob: &[u8]) -> Result<()> {
+/// Stores a user report; false if it is one stored already: a `feedback`
+/// event sent again (by its own id), or a legacy report for an event that
+/// has one (replaced by the new one, as Sentry does).
+fn store_user_report(conn: &Connection, project_id: i64, r: &UserReport) -> Result<bool> {
+    let values = params![project_id, r.event_id, r.kind, r.name, r.email, r.comments, r.url, r.created_at, r.source_id];
+    let insert = "INSERT INTO user_reports (project_id, event_id, kind, name, email, comments, url, created_at, source_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    if r.kind == "user_report" && r.event_id.is_some() {
+        let replaced: bool = conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM user_reports WHERE project_id = ? AND event_id = ? AND kind = 'user_report')")?
+            .query_row(params![project_id, r.event_id], |row| row.get(0))?;
+        conn.prepare_cached(&format!(
+            "{insert} ON CONFLICT (project_id, event_id) WHERE kind = 'user_report' AND event_id IS NOT NULL
+             DO UPDATE SET name = excluded.name, email = excluded.email, comments = excluded.comments, created_at = excluded.created_at"
+        ))?
+        .execute(values)?;
+        return Ok(!replaced);
+    }
+    Ok(conn.prepare_cached(&format!("{insert} ON CONFLICT (project_id, source_id) WHERE source_id IS NOT NULL DO NOTHING"))?.execute(values)? > 0)
+}
+
+/// Stores a transaction; false if one with its id is stored already.
+fn store_transaction(conn: &Connection, project_id: i64, tx: &NormalizedEvent, blob: &[u8]) -> Result<bool> {
     let name = tx.data.get("transaction").and_then(Value::as_str).unwrap_or("<unlabeled transaction>");
     let trace = tx.data.get("contexts").and_then(|c| c.get("trace"));
     let op = trace.and_then(|t| t.get("op")).and_then(Value::as_str);
     let status = trace.and_then(|t| t.get("status")).and_then(Value::as_str);
     let start = tx.data.get("start_timestamp").and_then(Value::as_f64);
     let duration_ms = start.map(|s| (tx.timestamp - s) * 1000.0);
-    conn.prepare_cached(
+    let inserted = conn.prepare_cached(
         "INSERT OR IGNORE INTO transactions (project_id, event_id, name, op, status, start_timestamp, timestamp, duration_ms, environment, release, data)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )?
     .execute(params![project_id, tx.event_id, name, op, status, start, tx.timestamp, duration_ms, tx.environment, tx.release, blob])?;
-    Ok(())
+    Ok(inserted > 0)
 }
 
 /// A session counts once (when first seen); a crash, an abnormal end or

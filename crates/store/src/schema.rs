@@ -328,6 +328,17 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     INSERT INTO digest_state (key, value) VALUES ('tags_uncounted_from', NULL), ('issues_deleted', 0);
     "#,
+    // 7: user feedback stored once however often it is sent (SDKs resend
+    // what they could not deliver). A `feedback` item is an event: its own
+    // id, `source_id`, identifies it. A legacy `user_report` has no id of
+    // its own; there is one per event, as in Sentry, the latest kept.
+    r#"
+    ALTER TABLE user_reports ADD COLUMN source_id TEXT;
+    DELETE FROM user_reports WHERE kind = 'user_report' AND event_id IS NOT NULL AND id NOT IN
+        (SELECT MAX(id) FROM user_reports WHERE kind = 'user_report' AND event_id IS NOT NULL GROUP BY project_id, event_id);
+    CREATE UNIQUE INDEX user_reports_source ON user_reports(project_id, source_id) WHERE source_id IS NOT NULL;
+    CREATE UNIQUE INDEX user_reports_legacy ON user_reports(project_id, event_id) WHERE kind = 'user_report' AND event_id IS NOT NULL;
+    "#,
 ];
 
 /// The page size of new databases.

@@ -549,3 +549,45 @@ fn events_are_compressed_with_the_projects_dictionary_once_trained() {
     store.close();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn feedback_transactions_and_user_reports_sent_again_are_stored_once() {
+    let (store, dir) = temp_store("resend");
+    let pid = project(&store);
+    let feedback = b"{\"event_id\":\"0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f\"}\n{\"type\":\"feedback\"}\n\
+{\"contexts\":{\"feedback\":{\"message\":\"the button is broken\",\"contact_email\":\"a@example.com\"}}}\n\
+{\"type\":\"transaction\"}\n{\"event_id\":\"1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e\",\"type\":\"transaction\",\"transaction\":\"/checkout\",\"start_timestamp\":1710861500.0,\"timestamp\":1710861501.0}\n"
+        .to_vec();
+    let report = |comments: &str| format!("{{}}\n{{\"type\":\"user_report\"}}\n{{\"event_id\":\"2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d\",\"name\":\"A\",\"email\":\"a@example.com\",\"comments\":\"{comments}\"}}\n").into_bytes();
+    let store_bodies = |bodies: Vec<Vec<u8>>| {
+        let processed: Vec<_> = bodies
+            .iter()
+            .enumerate()
+            .map(|(n, body)| process_envelope(&Origin { queue_id: n as i64 + 1, project_id: pid, received: now(), ..Origin::default() }, body))
+            .collect();
+        let prepared = digest::prepare(processed, digest::PostProcess::Skip, store.dictionaries());
+        store.write_blocking(move |c| digest::apply(c, &prepared)).unwrap();
+    };
+    // Sent, then sent again twice (in one batch and in the next).
+    store_bodies(vec![feedback.clone(), report("first")]);
+    store_bodies(vec![feedback.clone(), feedback.clone(), report("second, edited")]);
+    let reports = store.read(move |c| query::user_reports(c, pid, None)).unwrap();
+    assert_eq!(reports.len(), 2, "{reports:?}");
+    assert!(reports.iter().any(|r| r["comments"] == "the button is broken"));
+    assert!(reports.iter().any(|r| r["comments"] == "second, edited"), "a legacy report is replaced by the event's next one");
+    let transactions: i64 = store.read(|c| Ok(c.query_row("SELECT COUNT(*) FROM transactions", [], |r| r.get(0))?)).unwrap();
+    assert_eq!(transactions, 1);
+    let counts: Vec<(String, String, i64)> = store
+        .read(move |c| {
+            let mut st = c.prepare("SELECT item_type, outcome, count FROM item_counts WHERE project_id = ? ORDER BY item_type, outcome")?;
+            let rows = st.query_map([pid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .unwrap();
+    let count = |ty: &str, outcome: &str| counts.iter().find(|(t, o, _)| t == ty && o == outcome).map_or(0, |c| c.2);
+    assert_eq!((count("feedback", "accepted"), count("feedback", "duplicate")), (1, 2), "{counts:?}");
+    assert_eq!((count("transaction", "accepted"), count("transaction", "duplicate")), (1, 2), "{counts:?}");
+    assert_eq!((count("user_report", "accepted"), count("user_report", "duplicate")), (1, 1), "{counts:?}");
+    store.close();
+    let _ = std::fs::remove_dir_all(dir);
+}
