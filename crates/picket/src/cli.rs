@@ -385,7 +385,8 @@ fn serve(config: Config) -> Result<()> {
             .with_context(|| format!("cannot listen on {}; is another picket running? (set bind or PICKET_BIND)", config.bind))?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let worker = tokio::spawn(picket_server::worker::run(state.clone(), stop_rx.clone()));
-        let post_process = tokio::spawn(picket_server::plugins::run_post_process(state.clone(), stop_rx));
+        let post_process = tokio::spawn(picket_server::plugins::run_post_process(state.clone(), stop_rx.clone()));
+        let refusals = tokio::spawn(picket_server::ingest::write_refusals(state.clone(), stop_rx));
         let app = picket_server::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
         tracing::info!(bind = %config.bind, database = %store.path().display(), startup_ms = started.elapsed().as_millis() as u64, "picket is serving");
         for warning in config.warnings() {
@@ -411,6 +412,7 @@ fn serve(config: Config) -> Result<()> {
         let _ = stop_tx.send(true);
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), worker).await;
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), post_process).await;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), refusals).await;
         store.close();
         Ok(())
     })

@@ -148,8 +148,8 @@ impl Config {
         if self.digest.batch_size == 0 || self.digest.batch_size > 10_000 {
             bail!("invalid digest.batch_size {}: use 1 to 10000", self.digest.batch_size);
         }
-        if self.ingest.max_queue < 1 {
-            bail!("invalid ingest.max_queue {} (PICKET_MAX_QUEUE): use 1 or more; it is how many envelopes may wait to be digested before ingest answers 429", self.ingest.max_queue);
+        if self.ingest.max_queue < 0 {
+            bail!("invalid ingest.max_queue {} (PICKET_MAX_QUEUE): use 1 or more (how many envelopes may wait to be digested before ingest answers 429), or 0 to refuse all events", self.ingest.max_queue);
         }
         let prefix = self.url_prefix.trim();
         if !prefix.is_empty() {
@@ -165,6 +165,9 @@ impl Config {
     /// Settings that work but are probably not what was meant.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if self.ingest.max_queue == 0 {
+            out.push("ingest.max_queue is 0: every event is refused with 429 (ingest closed); set 1 or more to accept events".to_string());
+        }
         let wildcard = self.bind.starts_with("0.0.0.0:") || self.bind.starts_with("[::]:");
         if wildcard && self.url_prefix.trim().is_empty() {
             out.push(format!(
@@ -233,8 +236,11 @@ mod tests {
     #[test]
     fn values_out_of_range_are_refused_with_the_setting_named() {
         let mut c = Config::default();
+        c.ingest.max_queue = -1;
+        assert!(c.validate().unwrap_err().to_string().contains("invalid ingest.max_queue -1"));
         c.ingest.max_queue = 0;
-        assert!(c.validate().unwrap_err().to_string().contains("invalid ingest.max_queue 0"));
+        c.validate().unwrap();
+        assert!(c.warnings()[0].contains("every event is refused"), "0 closes ingest, loudly");
         c.ingest.max_queue = 1;
         c.validate().unwrap();
         for bad in ["not-a-url", "ftp://x.example.com", "https://", "https://a b"] {

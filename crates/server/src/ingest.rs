@@ -293,6 +293,71 @@ impl Drop for Waiting<'_> {
     }
 }
 
+/// Ingest requests answered with a client error, by project (once the key
+/// named it; `None` before) and outcome. They are written to the projects'
+/// stats and summed up in the log every few seconds rather than one write
+/// or log line each: a client hammering a full queue must not cost a
+/// transaction per request, nor flood the log.
+#[derive(Default)]
+pub(crate) struct Refusals {
+    counts: std::sync::Mutex<std::collections::HashMap<(Option<i64>, &'static str), i64>>,
+}
+
+impl Refusals {
+    fn note(&self, project_id: Option<i64>, answer: &Result<Response, ApiError>) {
+        let Err(e) = answer else { return };
+        let outcome = match e.status.as_u16() {
+            429 => "rate_limited",
+            413 => "too_large",
+            401 | 403 => "filtered",
+            400..=499 => "invalid",
+            _ => return, // not the client's doing (the queue could not be written): logged where it happened
+        };
+        *self.counts.lock().expect("refusal counts").entry((project_id, outcome)).or_default() += 1;
+    }
+
+    fn take(&self) -> std::collections::HashMap<(Option<i64>, &'static str), i64> {
+        std::mem::take(&mut *self.counts.lock().expect("refusal counts"))
+    }
+}
+
+/// How often refusals are written to the stats, and summed up in the log.
+const REFUSALS_WRITE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+const REFUSALS_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Writes the refusals counted by ingest (see [`Refusals`]) until
+/// `shutdown`, then once more.
+pub async fn write_refusals(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let mut unlogged: std::collections::BTreeMap<&'static str, i64> = Default::default();
+    let mut logged_at = std::time::Instant::now();
+    loop {
+        let stopping = tokio::select! {
+            _ = tokio::time::sleep(REFUSALS_WRITE_INTERVAL) => false,
+            _ = shutdown.changed() => true,
+        };
+        let counts = state.refusals.take();
+        let rows: Vec<(i64, String, &'static str, i64)> = counts.iter().filter_map(|(&(p, outcome), &n)| Some((p?, "request".to_string(), outcome, n))).collect();
+        for ((_, outcome), n) in counts {
+            *unlogged.entry(outcome).or_default() += n;
+        }
+        if !rows.is_empty() {
+            if let Err(e) = state.store.write(move |c| picket_store::digest::add_item_counts(c, &rows)).await {
+                tracing::warn!(error = %e, "writing the counts of refused ingest requests failed; they are left out of the stats");
+            }
+        }
+        if !unlogged.is_empty() && (stopping || logged_at.elapsed() >= REFUSALS_LOG_INTERVAL) {
+            let total: i64 = unlogged.values().sum();
+            let by_outcome = unlogged.iter().map(|(o, n)| format!("{o} {n}")).collect::<Vec<_>>().join(", ");
+            tracing::info!(requests = total, outcomes = %by_outcome, seconds = logged_at.elapsed().as_secs(), "ingest refused requests (each with a 4xx answer; per project in its stats as item type 'request')");
+            unlogged.clear();
+            logged_at = std::time::Instant::now();
+        }
+        if stopping {
+            break;
+        }
+    }
+}
+
 fn meta(info: &RequestInfo, auth: &ClientAuth) -> QueueMeta {
     QueueMeta { client_ip: info.client_ip.clone(), sdk_client: auth.client.clone() }
 }
@@ -356,7 +421,16 @@ fn check_items(env: &Envelope<'_>) -> Result<i64, ApiError> {
 
 /// `POST /api/{project_id}/envelope/`
 async fn envelope(State(state): State<AppState>, Path(project_id): Path<String>, req: Request) -> Result<Response, ApiError> {
-    let project_id = parse_project_id(&project_id)?;
+    let mut project = None;
+    let answer = envelope_inner(&state, &project_id, req, &mut project).await;
+    state.refusals.note(project, &answer);
+    answer
+}
+
+/// Sets `project` once the key is known, so that a refusal counts for it.
+async fn envelope_inner(state: &AppState, project_id: &str, req: Request, project: &mut Option<i64>) -> Result<Response, ApiError> {
+    let state = state.clone();
+    let project_id = parse_project_id(project_id)?;
     let (info, body) = request_info(req, state.settings.trust_forwarded_for);
     // The key is checked before the body is decompressed, so that a request
     // without a valid one costs no decompression (a bomb would cost up to
@@ -366,6 +440,7 @@ async fn envelope(State(state): State<AppState>, Path(project_id): Path<String>,
     let (raw, key) = match request_auth(&info)? {
         Some(auth) => {
             let key = authenticate(&state, &auth, Some(project_id)).await?;
+            *project = Some(key.key.project_id);
             (read_body(body, MAX_ENVELOPE_COMPRESSED).await?, key)
         }
         None => {
@@ -377,6 +452,7 @@ async fn envelope(State(state): State<AppState>, Path(project_id): Path<String>,
             (raw, key)
         }
     };
+    *project = Some(key.key.project_id);
     let body = decode_body(&info.headers, &raw, MAX_ENVELOPE_SIZE)?;
     // What the SDKs send is the body gzipped: queue that as it is.
     let gzipped = is_plain_gzip(&info.headers).then_some(raw);
@@ -413,16 +489,24 @@ const PIXEL_GIF: &[u8] = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\x00\x0
 
 /// `POST|GET /api/{project_id}/store/`
 async fn store(State(state): State<AppState>, Path(project_id): Path<String>, req: Request) -> Result<Response, ApiError> {
-    let project_id = parse_project_id(&project_id)?;
-    store_inner(state, Some(project_id), req).await
+    let mut project = None;
+    let answer = match parse_project_id(&project_id) {
+        Ok(project_id) => store_inner(state.clone(), Some(project_id), req, &mut project).await,
+        Err(e) => Err(e),
+    };
+    state.refusals.note(project, &answer);
+    answer
 }
 
 /// `POST|GET /api/store/`: the project comes from the key.
 async fn store_without_project(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
-    store_inner(state, None, req).await
+    let mut project = None;
+    let answer = store_inner(state.clone(), None, req, &mut project).await;
+    state.refusals.note(project, &answer);
+    answer
 }
 
-async fn store_inner(state: AppState, project_id: Option<i64>, req: Request) -> Result<Response, ApiError> {
+async fn store_inner(state: AppState, project_id: Option<i64>, req: Request, project: &mut Option<i64>) -> Result<Response, ApiError> {
     let method = req.method().clone();
     if method != Method::GET && method != Method::POST {
         return Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "use POST (or GET with ?sentry_data=)"));
@@ -430,7 +514,7 @@ async fn store_inner(state: AppState, project_id: Option<i64>, req: Request) -> 
     let is_envelope = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/x-sentry-envelope"));
     if is_envelope && method == Method::POST {
         if let Some(pid) = project_id {
-            return envelope(State(state), Path(pid.to_string()), req).await;
+            return envelope_inner(&state, &pid.to_string(), req, project).await;
         }
     }
     let (info, body) = request_info(req, state.settings.trust_forwarded_for);
@@ -438,6 +522,7 @@ async fn store_inner(state: AppState, project_id: Option<i64>, req: Request) -> 
     let auth = client_auth(&info, None)?;
     let key = authenticate(&state, &auth, project_id).await?;
     let project_id = key.key.project_id;
+    *project = Some(project_id);
     check_origin(&info, &key)?;
     let json_bytes = if method == Method::GET {
         let data = info
@@ -480,10 +565,19 @@ async fn store_inner(state: AppState, project_id: Option<i64>, req: Request) -> 
 
 /// `POST /api/{project_id}/security/`: CSP reports from browsers (key in the query).
 async fn security_report(State(state): State<AppState>, Path(project_id): Path<String>, req: Request) -> Result<Response, ApiError> {
-    let project_id = parse_project_id(&project_id)?;
+    let mut project = None;
+    let answer = security_report_inner(&state, &project_id, req, &mut project).await;
+    state.refusals.note(project, &answer);
+    answer
+}
+
+async fn security_report_inner(state: &AppState, project_id: &str, req: Request, project: &mut Option<i64>) -> Result<Response, ApiError> {
+    let state = state.clone();
+    let project_id = parse_project_id(project_id)?;
     let (info, body) = request_info(req, state.settings.trust_forwarded_for);
     let auth = client_auth(&info, None)?;
     let key = authenticate(&state, &auth, Some(project_id)).await?;
+    *project = Some(key.key.project_id);
     let raw = read_body(body, MAX_SECURITY_REPORT_SIZE).await?;
     let body = decode_body(&info.headers, &raw, MAX_SECURITY_REPORT_SIZE)?;
     let value = json::parse_lenient(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;

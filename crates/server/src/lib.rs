@@ -70,6 +70,8 @@ pub struct AppState {
     pub(crate) digest_helper: Arc<worker::CpuThread>,
     limiter: Arc<ratelimit::Limiter>,
     keys: Arc<ingest::KeyCache>,
+    /// Ingest requests refused, counted for the stats and the log.
+    pub(crate) refusals: Arc<ingest::Refusals>,
 }
 
 impl AppState {
@@ -90,6 +92,7 @@ impl AppState {
             ingest_waiting: Default::default(),
             limiter: Arc::new(ratelimit::Limiter::default()),
             keys: Arc::new(ingest::KeyCache::default()),
+            refusals: Arc::new(ingest::Refusals::default()),
         })
     }
 }

@@ -205,18 +205,25 @@ pub fn apply_with(conn: &Connection, batch: &[PreparedBatchItem], tags: TagsInBa
     // A batch without tag counts stored no events: nothing for the mark to cover.
     let first_event_id = first_event_id.filter(|_| !tag_counts.is_empty());
     let kept_back = crate::tags::finish_batch(conn, tag_counts, first_event_id, tags)?;
-    for ((project_id, item_type, outcome), n) in counts {
-        conn.prepare_cached(
-            "INSERT INTO item_counts (project_id, item_type, outcome, count) VALUES (?, ?, ?, ?)
-             ON CONFLICT (project_id, item_type, outcome) DO UPDATE SET count = count + excluded.count",
-        )?
-        .execute(params![project_id, item_type, outcome, n])?;
-    }
+    let counts: Vec<(i64, String, &'static str, i64)> = counts.into_iter().map(|((p, t, o), n)| (p, t, o, n)).collect();
+    add_item_counts(conn, &counts)?;
     let ids = batch.iter().map(|i| i.env.queue_id);
     if let (Some(first), Some(last)) = (ids.clone().min(), ids.max()) {
         crate::queue::delete_range(conn, first, last)?;
     }
     Ok((outcomes, kept_back))
+}
+
+/// Adds to the counts of items by project, type and outcome (the stats).
+pub fn add_item_counts(conn: &Connection, counts: &[(i64, String, &'static str, i64)]) -> Result<()> {
+    let mut st = conn.prepare_cached(
+        "INSERT INTO item_counts (project_id, item_type, outcome, count) VALUES (?, ?, ?, ?)
+         ON CONFLICT (project_id, item_type, outcome) DO UPDATE SET count = count + excluded.count",
+    )?;
+    for (project_id, item_type, outcome, n) in counts {
+        st.execute(params![project_id, item_type, outcome, n])?;
+    }
+    Ok(())
 }
 
 /// The event ids a batch must not store again: those already stored, read

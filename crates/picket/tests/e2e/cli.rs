@@ -50,8 +50,8 @@ fn check_reads_without_creating_or_migrating() {
     assert!(!missing.exists(), "check created the data directory it was pointed at");
     let out = p.cli_ok(&["check"]);
     assert!(out.contains("database: ok") && out.contains("1 user,"), "{out}");
-    let out = Command::new(BIN).args(["check"]).env("PICKET_MAX_QUEUE", "0").current_dir(&p.dir).output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid ingest.max_queue 0"));
+    let out = Command::new(BIN).args(["check"]).env("PICKET_MAX_QUEUE", "-5").current_dir(&p.dir).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid ingest.max_queue -5"));
 }
 
 #[test]

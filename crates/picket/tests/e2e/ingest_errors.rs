@@ -272,11 +272,24 @@ fn rate_limits_answer_429_with_headers() {
 
 #[test]
 fn full_queue_sheds_load_with_429() {
-    let p = Picket::start_with("queue-full", &[("PICKET_MAX_QUEUE", "0")]);
+    let mut p = Picket::start_with("queue-full", &[("PICKET_MAX_QUEUE", "0")]);
+    assert!(p.log().contains("every event is refused"), "0 closes ingest, with a warning");
     let r = post(&p, &store_url(&p), &[], json!({"message": "x"}).to_string().into_bytes());
     assert_eq!(r.status(), 429);
     assert!(r.headers().contains_key("retry-after"));
     assert!(r.headers()["x-sentry-rate-limits"].to_str().unwrap().ends_with(":organization:queue_full"));
+    // Refusals are in the project's stats and summed up in the log (both
+    // written every few seconds, and when the server stops). A request
+    // without a valid key counts in the log only.
+    assert_eq!(post(&p, &envelope_url(&p), &[], b"not an envelope".to_vec()).status(), 400);
+    assert_eq!(post(&p, &format!("/api/{}/store/", p.project_id), &[], b"{}".to_vec()).status(), 401);
+    p.terminate();
+    let log = p.log();
+    assert!(log.contains("ingest refused requests") && log.contains("rate_limited 1") && log.contains("invalid 1") && log.contains("filtered 1"), "{log}");
+    p.spawn();
+    let items = p.api("/api/0/projects/acme/web/stats/")["items"].clone();
+    let count = |outcome: &str| items.as_array().unwrap().iter().find(|i| i["itemType"] == "request" && i["outcome"] == outcome).map(|i| i["count"].clone());
+    assert_eq!((count("rate_limited"), count("invalid"), count("filtered")), (Some(json!(1)), Some(json!(1)), None), "{items}");
 }
 
 #[test]
