@@ -76,6 +76,12 @@ enum OrgCommand {
         #[arg(long, default_value = "member")]
         role: String,
     },
+    /// Remove a user from an organization.
+    RemoveMember {
+        slug: String,
+        #[arg(long)]
+        email: String,
+    },
     /// List organizations.
     List,
 }
@@ -102,10 +108,29 @@ enum ProjectCommand {
         #[arg(long, default_value = "Default")]
         label: String,
     },
-    /// Print the DSNs of a project's keys.
+    /// Print the DSNs of a project's keys (disabled ones on stderr).
     Dsn {
         /// ORG/SLUG
         path: String,
+    },
+    /// Disable a DSN key: its events are refused (403) until it is enabled again.
+    DisableKey {
+        /// ORG/SLUG
+        path: String,
+        /// The key's public part (the user part of the DSN).
+        public_key: String,
+    },
+    /// Enable a disabled DSN key.
+    EnableKey {
+        /// ORG/SLUG
+        path: String,
+        public_key: String,
+    },
+    /// Delete a DSN key for good.
+    RemoveKey {
+        /// ORG/SLUG
+        path: String,
+        public_key: String,
     },
     /// Set which browser origins may send events (`*` for any, the default).
     AllowedOrigins {
@@ -133,7 +158,28 @@ enum TokenCommand {
         #[arg(long)]
         email: String,
     },
+    /// List a user's API tokens (their ids and when they were created).
+    List {
+        #[arg(long)]
+        email: String,
+    },
+    /// Revoke API tokens: by id (see `token list`), every token of a user, or a token itself.
+    Revoke {
+        /// Token ids of the user given with --email.
+        ids: Vec<i64>,
+        #[arg(long)]
+        email: Option<String>,
+        /// Every token of the user given with --email.
+        #[arg(long, requires = "email")]
+        all: bool,
+        /// The token itself (say, one that leaked); prefer PICKET_TOKEN, which stays out of shell history.
+        #[arg(long, env = "PICKET_TOKEN", hide_env_values = true, conflicts_with_all = ["ids", "all"])]
+        token: Option<String>,
+    },
 }
+
+/// Within this long a running server applies a change to keys and projects it caches.
+const SERVER_CACHE_NOTE: &str = "a running server applies it within 10 seconds";
 
 pub fn run() -> Result<()> {
     let cli = Cli::parse();
@@ -160,13 +206,27 @@ pub fn run() -> Result<()> {
         }
         Command::Org { command: OrgCommand::AddMember { slug, email, role } } => {
             let store = open_store(&config)?;
-            let r = role.clone();
+            let (r, org_slug, email_for_output) = (role.clone(), slug.clone(), email.clone());
             store.write_blocking(move |c| {
                 let org = accounts::org_by_slug(c, &slug)?;
                 let user = accounts::user_by_email(c, &email)?;
                 accounts::set_member(c, org.id, user.id, &r)
             })?;
-            println!("added with role {role}");
+            println!("{} is now {role} of {org_slug}", email_for_output);
+            Ok(())
+        }
+        Command::Org { command: OrgCommand::RemoveMember { slug, email } } => {
+            let store = open_store(&config)?;
+            let (s2, e2) = (slug.clone(), email.clone());
+            let removed = store.write_blocking(move |c| {
+                let org = accounts::org_by_slug(c, &s2)?;
+                let user = accounts::user_by_email(c, &e2)?;
+                accounts::remove_member(c, org.id, user.id)
+            })?;
+            if !removed {
+                bail!("{email} is not a member of {slug}");
+            }
+            println!("removed {email} from {slug} (their API tokens stay valid for other organizations they belong to)");
             Ok(())
         }
         Command::Org { command: OrgCommand::List } => {
@@ -206,10 +266,18 @@ pub fn run() -> Result<()> {
                 accounts::keys_for_project(c, p.id)
             })?;
             for k in keys {
-                println!("{}", picket_protocol::dsn::build_dsn(&config.public_url(), &k.public_key, k.project_id));
+                let dsn = picket_protocol::dsn::build_dsn(&config.public_url(), &k.public_key, k.project_id);
+                if k.is_active {
+                    println!("{dsn}");
+                } else {
+                    eprintln!("disabled: {dsn}");
+                }
             }
             Ok(())
         }
+        Command::Project { command: ProjectCommand::DisableKey { path, public_key } } => set_key(&config, &path, &public_key, KeyChange::Disable),
+        Command::Project { command: ProjectCommand::EnableKey { path, public_key } } => set_key(&config, &path, &public_key, KeyChange::Enable),
+        Command::Project { command: ProjectCommand::RemoveKey { path, public_key } } => set_key(&config, &path, &public_key, KeyChange::Remove),
         Command::Project { command: ProjectCommand::AllowedOrigins { path, origins } } => {
             let (org, slug) = split_project_path(&path)?;
             for o in &origins {
@@ -223,7 +291,7 @@ pub fn run() -> Result<()> {
                 let p = accounts::project_by_slug(c, &org, &slug)?;
                 accounts::set_allowed_origins(c, p.id, &list)
             })?;
-            println!("allowed origins: {} (a running server applies it within 10 seconds)", origins.join(", "));
+            println!("allowed origins: {} ({SERVER_CACHE_NOTE})", origins.join(", "));
             Ok(())
         }
         Command::Project { command: ProjectCommand::RateLimit { path, count, window } } => {
@@ -239,7 +307,7 @@ pub fn run() -> Result<()> {
                 }
                 Ok(())
             })?;
-            println!("{}", if count > 0 { format!("limited to {count} events per {window}s per key (a running server applies it within 10 seconds)") } else { "rate limit removed".into() });
+            println!("{}", if count > 0 { format!("limited to {count} events per {window}s per key ({SERVER_CACHE_NOTE})") } else { "rate limit removed".into() });
             Ok(())
         }
         Command::Token { command: TokenCommand::Create { email } } => {
@@ -252,9 +320,85 @@ pub fn run() -> Result<()> {
             println!("{token}");
             Ok(())
         }
+        Command::Token { command: TokenCommand::List { email } } => {
+            let store = open_store(&config)?;
+            let tokens = store.read(move |c| {
+                let user = accounts::user_by_email(c, &email)?;
+                accounts::tokens_for_user(c, user.id)
+            })?;
+            if tokens.is_empty() {
+                eprintln!("no API tokens");
+            }
+            for (id, created) in tokens {
+                println!("{id}\tcreated {}", picket_core::normalize::format_timestamp(created));
+            }
+            Ok(())
+        }
+        Command::Token { command: TokenCommand::Revoke { ids, email, all, token } } => {
+            let store = open_store(&config)?;
+            if let Some(token) = token {
+                return match store.write_blocking(move |c| accounts::revoke_token_value(c, &token))? {
+                    Some(user) => Ok(println!("revoked the token of {}", user.email)),
+                    None => bail!("no such token: it was revoked already, or mistyped"),
+                };
+            }
+            let Some(email) = email else { bail!("say whose tokens: --email (with token ids or --all), or give the token itself with --token") };
+            if ids.is_empty() && !all {
+                bail!("say which tokens of {email}: their ids (see: picket token list --email {email}) or --all");
+            }
+            let e2 = email.clone();
+            let (revoked, missing) = store.write_blocking(move |c| {
+                let user = accounts::user_by_email(c, &e2)?;
+                let ids = if all { accounts::tokens_for_user(c, user.id)?.into_iter().map(|t| t.0).collect() } else { ids };
+                let (mut revoked, mut missing) = (0, Vec::new());
+                for id in ids {
+                    if accounts::revoke_token(c, user.id, id)? {
+                        revoked += 1;
+                    } else {
+                        missing.push(id);
+                    }
+                }
+                Ok((revoked, missing))
+            })?;
+            println!("revoked {revoked} token{} of {email}", if revoked == 1 { "" } else { "s" });
+            if !missing.is_empty() {
+                bail!("{email} has no token with id {}", missing.iter().map(i64::to_string).collect::<Vec<_>>().join(", "));
+            }
+            Ok(())
+        }
         Command::Check => check(&config),
         Command::Plugins { command } => crate::plugins_cmd::run(command, &open_store(&config)?),
     }
+}
+
+#[derive(Clone, Copy)]
+enum KeyChange {
+    Disable,
+    Enable,
+    Remove,
+}
+
+fn set_key(config: &Config, path: &str, public_key: &str, change: KeyChange) -> Result<()> {
+    let (org, slug) = split_project_path(path)?;
+    let store = open_store(config)?;
+    let public = public_key.to_string();
+    let key = store.write_blocking(move |c| {
+        let p = accounts::project_by_slug(c, &org, &slug)?;
+        let key = accounts::project_key(c, p.id, &public)?;
+        match change {
+            KeyChange::Disable => accounts::set_key_active(c, key.id, false)?,
+            KeyChange::Enable => accounts::set_key_active(c, key.id, true)?,
+            KeyChange::Remove => accounts::remove_key(c, key.id)?,
+        }
+        Ok(key)
+    })?;
+    let what = match change {
+        KeyChange::Disable => "disabled",
+        KeyChange::Enable => "enabled",
+        KeyChange::Remove => "removed",
+    };
+    println!("{what} key {} of {path} ({SERVER_CACHE_NOTE})", key.public_key);
+    Ok(())
 }
 
 fn split_project_path(path: &str) -> Result<(String, String)> {

@@ -152,6 +152,11 @@ pub fn set_member(conn: &Connection, org_id: i64, user_id: i64, role: &str) -> R
     Ok(())
 }
 
+/// Removes a user from an organization; false if they were not a member.
+pub fn remove_member(conn: &Connection, org_id: i64, user_id: i64) -> Result<bool> {
+    Ok(conn.execute("DELETE FROM org_members WHERE org_id = ? AND user_id = ?", params![org_id, user_id])? > 0)
+}
+
 /// The user's role in an organization; superusers are owners everywhere.
 pub fn role_in_org(conn: &Connection, user: &User, org_id: i64) -> Result<Option<String>> {
     if user.is_superuser {
@@ -258,8 +263,9 @@ pub fn import_key(conn: &Connection, project_id: i64, public_key: &str, label: &
     if normalized.len() != 32 || !normalized.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(StoreError::Invalid(format!("invalid public key '{public_key}': expected 32 hex digits")));
     }
-    if key_by_public(conn, &normalized)?.is_some() {
-        return Err(StoreError::Conflict(format!("key '{normalized}'")));
+    if let Some(existing) = key_by_public(conn, &normalized)? {
+        let owner = project_by_id(conn, existing.project_id)?;
+        return Err(StoreError::Conflict(format!("key '{normalized}' (it belongs to project {}/{})", owner.org_slug, owner.slug)));
     }
     conn.execute(
         "INSERT INTO project_keys (project_id, public_key, label, created_at) VALUES (?, ?, ?, ?)",
@@ -282,6 +288,25 @@ pub fn key_by_public(conn: &Connection, public_key: &str) -> Result<Option<Proje
 /// Keys are stored as 32 lowercase hex digits; clients may send a dashed UUID or capitals.
 fn normalize_public_key(public_key: &str) -> String {
     public_key.trim().chars().filter(|c| *c != '-').collect::<String>().to_ascii_lowercase()
+}
+
+/// The project's key with this public part (dashed or undashed, any case).
+pub fn project_key(conn: &Connection, project_id: i64, public_key: &str) -> Result<ProjectKey> {
+    key_by_public(conn, public_key)?
+        .filter(|k| k.project_id == project_id)
+        .ok_or_else(|| StoreError::NotFound(format!("key '{public_key}' in this project (list them with: picket project dsn ORG/SLUG)")))
+}
+
+/// Enables or disables a key: a disabled key's events are refused (403).
+pub fn set_key_active(conn: &Connection, key_id: i64, active: bool) -> Result<()> {
+    conn.execute("UPDATE project_keys SET is_active = ? WHERE id = ?", params![active, key_id])?;
+    Ok(())
+}
+
+/// Deletes a key: SDKs with its DSN are refused from then on.
+pub fn remove_key(conn: &Connection, key_id: i64) -> Result<()> {
+    conn.execute("DELETE FROM project_keys WHERE id = ?", [key_id])?;
+    Ok(())
 }
 
 /// Sets (or clears, with `None`) a key's rate limit: `count` events per `window` seconds.
@@ -310,4 +335,23 @@ pub fn create_token(conn: &Connection, user_id: i64) -> Result<String> {
 pub fn user_for_token(conn: &Connection, token: &str) -> Result<Option<User>> {
     let id: Option<i64> = conn.query_row("SELECT user_id FROM api_tokens WHERE token_hash = ?", [token_hash(token)], |r| r.get(0)).optional()?;
     id.map(|id| user_by_id(conn, id)).transpose()
+}
+
+/// A user's API tokens: id and creation time (the tokens themselves are not stored).
+pub fn tokens_for_user(conn: &Connection, user_id: i64) -> Result<Vec<(i64, f64)>> {
+    let mut st = conn.prepare("SELECT id, created_at FROM api_tokens WHERE user_id = ? ORDER BY id")?;
+    let rows = st.query_map([user_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Revokes a token by its id; false if the user has no such token.
+pub fn revoke_token(conn: &Connection, user_id: i64, token_id: i64) -> Result<bool> {
+    Ok(conn.execute("DELETE FROM api_tokens WHERE id = ? AND user_id = ?", params![token_id, user_id])? > 0)
+}
+
+/// Revokes a token given as itself (say, one that leaked); returns its user, if it was valid.
+pub fn revoke_token_value(conn: &Connection, token: &str) -> Result<Option<User>> {
+    let user = user_for_token(conn, token)?;
+    conn.execute("DELETE FROM api_tokens WHERE token_hash = ?", [token_hash(token)])?;
+    Ok(user)
 }

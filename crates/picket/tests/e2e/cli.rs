@@ -55,6 +55,54 @@ fn check_reads_without_creating_or_migrating() {
 }
 
 #[test]
+fn keys_tokens_and_members_can_be_revoked() {
+    let p = Picket::start("cli-revoke");
+    let store = |key: &str| {
+        reqwest::blocking::Client::new().post(format!("{}/api/{}/store/?sentry_key={key}", p.base_url(), p.project_id)).body("{\"message\":\"hi\"}").send().unwrap()
+    };
+    let key_of = |dsn: &str| dsn.split("://").nth(1).unwrap().split('@').next().unwrap().to_string();
+    // A disabled key is refused at once (it was never used, so no server cache holds it) and listed apart.
+    let disabled = key_of(&crate::harness::last_line(&p.cli_ok(&["project", "add-key", "acme/web", "--label", "CI"])));
+    assert!(p.cli_ok(&["project", "disable-key", "acme/web", &disabled]).contains("disabled key"));
+    let r = store(&disabled);
+    assert_eq!(r.status(), 403);
+    assert!(r.text().unwrap().contains("disabled"));
+    let dsn = p.cli(&["project", "dsn", "acme/web"]);
+    assert!(!String::from_utf8_lossy(&dsn.stdout).contains(&disabled) && String::from_utf8_lossy(&dsn.stderr).contains(&format!("disabled: http://{disabled}@")));
+    p.cli_ok(&["project", "enable-key", "acme/web", &disabled]);
+    assert!(String::from_utf8_lossy(&p.cli(&["project", "dsn", "acme/web"]).stdout).contains(&disabled));
+    let removed = key_of(&crate::harness::last_line(&p.cli_ok(&["project", "add-key", "acme/web"])));
+    p.cli_ok(&["project", "remove-key", "acme/web", &removed]);
+    assert_eq!(store(&removed).status(), 403);
+    let out = p.cli(&["project", "disable-key", "acme/web", "00000000000000000000000000000000"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("picket project dsn"), "an unknown key says how to list them");
+    let out = p.cli(&["project", "add-key", "acme/web", "--public-key", &disabled]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("belongs to project acme/web"));
+
+    // Tokens: listed by id, revoked by id, all at once, or as themselves.
+    let second = crate::harness::last_line(&p.cli_ok(&["token", "create", "--email", "admin@example.com"]));
+    let list = p.cli_ok(&["token", "list", "--email", "admin@example.com"]);
+    assert_eq!(list.lines().count(), 2, "{list}");
+    let ok = |token: &str| reqwest::blocking::Client::new().get(format!("{}/api/0/projects/", p.base_url())).bearer_auth(token).send().unwrap().status().as_u16();
+    assert_eq!(ok(&second), 200);
+    let out = p.command().args(["token", "revoke"]).env("PICKET_TOKEN", &second).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("revoked the token of admin@example.com"));
+    assert_eq!(ok(&second), 401, "revoked at once: tokens are not cached");
+    let first_id = list.lines().next().unwrap().split('\t').next().unwrap().to_string();
+    assert!(p.cli_ok(&["token", "revoke", "--email", "admin@example.com", &first_id]).contains("revoked 1 token of admin@example.com"));
+    assert_eq!(ok(&p.token), 401);
+    let out = p.cli(&["token", "revoke", "--email", "admin@example.com", &first_id]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("has no token with id {first_id}")));
+
+    // Members.
+    p.cli_ok(&["createuser", "--email", "dev@example.com", "--password", "a long password"]);
+    assert!(p.cli_ok(&["org", "add-member", "acme", "--email", "dev@example.com", "--role", "admin"]).contains("dev@example.com is now admin of acme"));
+    assert!(p.cli_ok(&["org", "remove-member", "acme", "--email", "dev@example.com"]).contains("removed dev@example.com from acme"));
+    let out = p.cli(&["org", "remove-member", "acme", "--email", "dev@example.com"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a member of acme"));
+}
+
+#[test]
 fn errors_say_what_to_do() {
     let p = Picket::start("cli-errors");
     let err = |args: &[&str]| {
