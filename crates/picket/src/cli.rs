@@ -23,6 +23,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Start the server (ingest, API, digest worker).
+    ///
+    /// Settings come from the configuration file (--config, else ./picket.toml if present), then
+    /// PICKET_* environment variables: PICKET_BIND (default 127.0.0.1:9000), PICKET_DATA_DIR
+    /// (./picket-data), PICKET_URL_PREFIX, PICKET_LOG, ... Every option is in docs/configuration.md.
     Serve,
     /// Create a user, or set the password of an existing one.
     Createuser {
@@ -185,6 +189,13 @@ pub fn run() -> Result<()> {
     let cli = Cli::parse();
     let config = Config::load(cli.config.as_deref())?;
     init_tracing(&config)?;
+    // `serve` logs them and `check` reports them; the other commands must
+    // not act silently on, say, the default database because of a typo.
+    if !matches!(cli.command, Command::Serve | Command::Check) {
+        for warning in config.warnings() {
+            eprintln!("warning: {warning}");
+        }
+    }
     match cli.command {
         Command::Serve => serve(config),
         Command::Createuser { email, password, superuser } => {

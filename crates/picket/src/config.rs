@@ -28,7 +28,20 @@ pub struct Config {
     pub log_level: String,
     pub ingest: IngestConfig,
     pub digest: DigestConfig,
+    /// `PICKET_*` variables in the environment that mean nothing to Picket
+    /// (a typo such as `PICKET_DATADIR` would otherwise be ignored silently).
+    #[serde(skip)]
+    pub unknown_env: Vec<String>,
 }
+
+/// The `PICKET_*` variables Picket reads: the settings, and the secrets and
+/// the file the commands take from the environment.
+const KNOWN_ENV: &[&str] = &[
+    "PICKET_BIND", "PICKET_DATA_DIR", "PICKET_DATABASE_URL", "PICKET_URL_PREFIX", "PICKET_DURABILITY", "PICKET_LOG_FORMAT", "PICKET_LOG",
+    "PICKET_MAX_QUEUE", "PICKET_TRUST_FORWARDED_FOR", "PICKET_DIGEST_BATCH_SIZE", "PICKET_CONFIG", "PICKET_PASSWORD", "PICKET_TOKEN",
+];
+/// Prefixes of variables that Picket's own scripts use (tests, benchmarks).
+const TOOLING_ENV: &[&str] = &["PICKET_TEST_", "PICKET_BENCH_"];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -58,6 +71,7 @@ impl Default for Config {
             log_level: "info".into(),
             ingest: IngestConfig::default(),
             digest: DigestConfig::default(),
+            unknown_env: Vec::new(),
         }
     }
 }
@@ -90,6 +104,7 @@ impl Config {
             None => Config::default(),
         };
         config.apply_env(|k| std::env::var(k).ok())?;
+        config.unknown_env = unknown_env(std::env::vars().map(|(k, _)| k));
         config.validate()?;
         Ok(config)
     }
@@ -143,7 +158,7 @@ impl Config {
     fn validate(&self) -> Result<()> {
         self.bind.parse::<std::net::SocketAddr>().with_context(|| format!("invalid bind address '{}': expected IP:PORT, e.g. 127.0.0.1:9000", self.bind))?;
         if !matches!(self.log_format.as_str(), "text" | "json") {
-            bail!("invalid log_format '{}': use text or json", self.log_format);
+            bail!("invalid log_format '{}' (PICKET_LOG_FORMAT): use text or json", self.log_format);
         }
         if self.digest.batch_size == 0 || self.digest.batch_size > 10_000 {
             bail!("invalid digest.batch_size {}: use 1 to 10000", self.digest.batch_size);
@@ -165,6 +180,10 @@ impl Config {
     /// Settings that work but are probably not what was meant.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
+        for name in &self.unknown_env {
+            let hint = closest_known(name).map(|k| format!("; did you mean {k}?")).unwrap_or_default();
+            out.push(format!("{name} is not a Picket setting and is ignored{hint} (docs/configuration.md lists them)"));
+        }
         if self.ingest.max_queue == 0 {
             out.push("ingest.max_queue is 0: every event is refused with 429 (ingest closed); set 1 or more to accept events".to_string());
         }
@@ -205,6 +224,43 @@ impl Config {
         let bind = self.bind.replace("0.0.0.0", "127.0.0.1").replace("[::]", "[::1]");
         format!("http://{bind}")
     }
+}
+
+/// The `PICKET_*` names among `names` that Picket does not read.
+fn unknown_env(names: impl Iterator<Item = String>) -> Vec<String> {
+    let mut unknown: Vec<String> =
+        names.filter(|k| k.starts_with("PICKET_") && !KNOWN_ENV.contains(&k.as_str()) && !TOOLING_ENV.iter().any(|p| k.starts_with(p))).collect();
+    unknown.sort();
+    unknown
+}
+
+/// The known variable a mistyped one most likely meant: the same letters
+/// but for underscores, or one letter apart.
+fn closest_known(name: &str) -> Option<&'static str> {
+    let squash = |s: &str| s.replace('_', "");
+    KNOWN_ENV.iter().copied().find(|k| squash(k) == squash(name)).or_else(|| KNOWN_ENV.iter().copied().find(|k| edit_distance(k, name) <= 1))
+}
+
+/// Edits (insert, delete, change, swap two neighbours) from `a` to `b`.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let change = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + change);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 #[cfg(test)]
@@ -261,6 +317,17 @@ mod tests {
         assert!(c.warnings().is_empty());
         c = Config::default();
         assert!(c.warnings().is_empty(), "the default binds to loopback");
+    }
+
+    #[test]
+    fn mistyped_environment_variables_are_named_with_a_guess() {
+        let names = ["PICKET_DATADIR", "PICKET_BNID", "PICKET_BIND", "PICKET_TEST_DEPS", "PICKET_SOMETHING", "HOME"].map(String::from);
+        let c = Config { unknown_env: unknown_env(names.into_iter()), ..Config::default() };
+        assert_eq!(c.unknown_env, ["PICKET_BNID", "PICKET_DATADIR", "PICKET_SOMETHING"]);
+        let w = c.warnings();
+        assert!(w[0].contains("PICKET_BNID is not a Picket setting") && w[0].contains("did you mean PICKET_BIND?"), "{w:?}");
+        assert!(w[1].contains("did you mean PICKET_DATA_DIR?"), "{w:?}");
+        assert!(!w[2].contains("did you mean"), "{w:?}");
     }
 
     #[test]

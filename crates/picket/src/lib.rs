@@ -61,9 +61,34 @@ pub fn main() -> ExitCode {
     match cli::run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // The whole chain, once, lowercase: "what failed: why".
-            eprintln!("picket: {e:#}");
+            eprintln!("picket: {}", error_chain(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The whole chain, "what failed: why: ...", each part once: many errors
+/// repeat their cause in their own message (SQLite's, `tracing`'s).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain().map(ToString::to_string) {
+        if !out.contains(&cause) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&cause);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_error_chain_says_each_cause_once() {
+        let e = anyhow::anyhow!("file is not a database").context("database error: file is not a database").context("cannot open the database 'x'");
+        assert_eq!(super::error_chain(&e), "cannot open the database 'x': database error: file is not a database");
+        let e = anyhow::anyhow!("disk full").context("cannot write");
+        assert_eq!(super::error_chain(&e), "cannot write: disk full");
     }
 }

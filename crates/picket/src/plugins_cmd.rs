@@ -76,6 +76,9 @@ pub fn run(command: PluginsCommand, store: &Store) -> Result<()> {
                 let v = values.get(&spec.key).or(spec.default.as_ref());
                 let shown = match v {
                     _ if spec.is_secret() => if values.contains_key(&spec.key) { "(set)".to_string() } else { "(not set)".to_string() },
+                    Some(Value::String(s)) => s.clone(),
+                    // Numbers are kept as floats: show 25 as 25, not 25.0.
+                    Some(Value::Number(n)) if n.as_f64().is_some_and(|f| f.fract() == 0.0 && f.abs() < 1e15) => format!("{}", n.as_f64().unwrap_or_default() as i64),
                     Some(v) => v.to_string(),
                     None => "(not set)".to_string(),
                 };
@@ -104,7 +107,7 @@ pub fn run(command: PluginsCommand, store: &Store) -> Result<()> {
             updates.extend(removed);
             let n = updates.len();
             store.write_blocking(move |c| stored::set_options(c, Scope::Site, &slug, &updates))?;
-            println!("{n} option(s) saved; running servers apply them within 2 seconds");
+            println!("{n} option{} saved; running servers apply them within 2 seconds", if n == 1 { "" } else { "s" });
             Ok(())
         }
     }

@@ -124,8 +124,13 @@ fn auth_in_request(info: &RequestInfo) -> Result<Vec<ClientAuth>, ApiError> {
     let mut found = Vec::new();
     for name in ["x-sentry-auth", "authorization"] {
         if let Some(v) = info.headers.get(name).and_then(|v| v.to_str().ok()) {
-            if let Some(a) = auth::parse_auth_header(v).map_err(auth_error)? {
-                found.push(a);
+            match auth::parse_auth_header(v).map_err(auth_error)? {
+                Some(a) => found.push(a),
+                // `Authorization` may carry another scheme for a proxy; `X-Sentry-Auth` is only ever ours.
+                None if name == "x-sentry-auth" => {
+                    return Err(ApiError::unauthorized("invalid X-Sentry-Auth header: expected 'Sentry sentry_key=<the DSN's public key>, sentry_version=7'"))
+                }
+                None => {}
             }
         }
     }

@@ -68,6 +68,9 @@ fn authentication_errors() {
     // Malformed header.
     let (s, _) = detail(post(&p, &path, &[("X-Sentry-Auth", "Sentry sentry_version=7")], ev.clone()));
     assert_eq!(s, 401);
+    let (s, d) = detail(post(&p, &path, &[("X-Sentry-Auth", "garbage")], ev.clone()));
+    assert_eq!(s, 401);
+    assert!(d.contains("invalid X-Sentry-Auth header"), "{d}");
     // Two different keys.
     let (s, d) = detail(post(&p, &format!("{path}?sentry_key={}", p.public_key), &[("X-Sentry-Auth", "Sentry sentry_key=abcdef")], ev.clone()));
     assert_eq!(s, 401);
