@@ -177,7 +177,7 @@ fn paginated(state: &AppState, path: &str, raw_query: Option<&str>, page: &Page,
 fn issue_json(state: &AppState, i: &Issue, p: &Project) -> Value {
     json!({
         "id": i.id.to_string(),
-        "shortId": format!("{}-{}", p.slug.to_uppercase(), i.id),
+        "shortId": format!("{}-{}", p.slug.to_uppercase(), i.short_id),
         "title": i.title,
         "culprit": i.culprit,
         "permalink": format!("{}/organizations/{}/issues/{}/", state.settings.url_prefix.trim_end_matches('/'), p.org_slug, i.id),

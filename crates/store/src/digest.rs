@@ -337,11 +337,16 @@ fn store_event(conn: &Connection, st: &mut EventStatements<'_>, item: &PreparedB
                     &read
                 }
             };
+            let short_id: i64 = conn
+                .prepare_cached("UPDATE projects SET issue_counter = issue_counter + 1 WHERE id = ? RETURNING issue_counter")?
+                .query_row([project_id], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0); // no such project: the insert below fails on its foreign key
             conn.prepare_cached(
-                "INSERT INTO issues (project_id, title, culprit, event_type, level, platform, logger, status, first_seen, last_seen, times_seen, first_release, search_text, metadata)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, 'unresolved', ?, ?, 1, ?, ?, ?)",
+                "INSERT INTO issues (project_id, title, culprit, event_type, level, platform, logger, status, first_seen, last_seen, times_seen, first_release, search_text, metadata, short_id)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, 'unresolved', ?, ?, 1, ?, ?, ?, ?)",
             )?
-            .execute(params![project_id, ev.title, ev.culprit, ev.event_type.as_str(), ev.level.as_str(), ev.platform, seed.logger, ev.timestamp, ev.timestamp, ev.release, ev.search_text, seed.metadata])?;
+            .execute(params![project_id, ev.title, ev.culprit, ev.event_type.as_str(), ev.level.as_str(), ev.platform, seed.logger, ev.timestamp, ev.timestamp, ev.release, ev.search_text, seed.metadata, short_id])?;
             let id = conn.last_insert_rowid();
             agg.unresolved.insert(id);
             id

@@ -26,9 +26,11 @@ pub struct Issue {
     pub user_count: i64,
     pub first_release: Option<String>,
     pub metadata: Value,
+    /// The issue's number in its project (1, 2, ...), as in `WEB-12`.
+    pub short_id: i64,
 }
 
-const ISSUE_COLUMNS: &str = "id, project_id, title, culprit, event_type, level, platform, logger, status, substatus, first_seen, last_seen, times_seen, user_count, first_release, metadata";
+const ISSUE_COLUMNS: &str = "id, project_id, title, culprit, event_type, level, platform, logger, status, substatus, first_seen, last_seen, times_seen, user_count, first_release, metadata, short_id";
 
 fn issue_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Issue> {
     let metadata: String = r.get(15)?;
@@ -49,6 +51,7 @@ fn issue_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Issue> {
         user_count: r.get(13)?,
         first_release: r.get(14)?,
         metadata: serde_json::from_str(&metadata).unwrap_or(Value::Null),
+        short_id: r.get(16)?,
     })
 }
 

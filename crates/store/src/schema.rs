@@ -339,6 +339,17 @@ const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX user_reports_source ON user_reports(project_id, source_id) WHERE source_id IS NOT NULL;
     CREATE UNIQUE INDEX user_reports_legacy ON user_reports(project_id, event_id) WHERE kind = 'user_report' AND event_id IS NOT NULL;
     "#,
+    // 8: issues numbered per project (`WEB-12`), as Sentry's short ids; the
+    // counter never goes back, so a deleted issue's number is not reused.
+    r#"
+    ALTER TABLE issues ADD COLUMN short_id INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE projects ADD COLUMN issue_counter INTEGER NOT NULL DEFAULT 0;
+    UPDATE issues SET short_id = numbered.n
+        FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY project_id ORDER BY id) AS n FROM issues) AS numbered
+        WHERE issues.id = numbered.id;
+    UPDATE projects SET issue_counter = (SELECT IFNULL(MAX(short_id), 0) FROM issues WHERE issues.project_id = projects.id);
+    CREATE UNIQUE INDEX issues_short_id ON issues(project_id, short_id);
+    "#,
 ];
 
 /// The page size of new databases.
@@ -399,5 +410,37 @@ mod tests {
         let sql: String = conn.query_row("SELECT sql FROM sqlite_schema WHERE name = 'queue'", [], |r| r.get(0)).unwrap();
         assert!(!sql.contains("AUTOINCREMENT"), "{sql}");
         assert_eq!(versions(&conn).unwrap(), (MIGRATIONS.len(), MIGRATIONS.len()));
+    }
+
+    #[test]
+    fn versions_7_and_8_number_old_issues_per_project_and_keep_one_report_per_event() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..6] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 6).unwrap();
+        conn.execute_batch(
+            "INSERT INTO organizations (id, slug, name, created_at) VALUES (1, 'acme', 'Acme', 0);
+             INSERT INTO projects (id, org_id, slug, name, created_at) VALUES (1, 1, 'web', 'Web', 0), (2, 1, 'api', 'API', 0);",
+        )
+        .unwrap();
+        for (id, project) in [(10, 1), (11, 2), (12, 1), (13, 1), (14, 2)] {
+            conn.execute(
+                "INSERT INTO issues (id, project_id, title, culprit, event_type, level, platform, status, first_seen, last_seen, times_seen, search_text, metadata)
+                 VALUES (?, ?, 't', '', 'error', 'error', 'python', 'unresolved', 0, 0, 1, '', '{}')",
+                [id, project],
+            )
+            .unwrap();
+        }
+        for comments in ["first", "second"] {
+            conn.execute("INSERT INTO user_reports (project_id, event_id, kind, comments, created_at) VALUES (1, 'e1', 'user_report', ?, 0)", [comments]).unwrap();
+        }
+        migrate(&mut conn).unwrap();
+        let numbers: Vec<(i64, i64)> = conn.prepare("SELECT id, short_id FROM issues ORDER BY id").unwrap().query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
+        assert_eq!(numbers, [(10, 1), (11, 1), (12, 2), (13, 3), (14, 2)]);
+        let counters: Vec<i64> = conn.prepare("SELECT issue_counter FROM projects ORDER BY id").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+        assert_eq!(counters, [3, 2]);
+        let reports: Vec<String> = conn.prepare("SELECT comments FROM user_reports").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+        assert_eq!(reports, ["second"], "the latest report of the event is kept");
     }
 }

@@ -591,3 +591,23 @@ fn feedback_transactions_and_user_reports_sent_again_are_stored_once() {
     store.close();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn issues_are_numbered_per_project_and_numbers_are_not_reused() {
+    let (store, dir) = temp_store("short-ids");
+    let web = project(&store);
+    let api = store.write_blocking(|c| Ok(accounts::create_project(c, "acme", "api", "API", None)?.0.id)).unwrap();
+    let event = |n: u32| format!(r#"{{"exception": {{"values": [{{"type": "Error{n}", "value": "x"}}]}}}}"#);
+    let ids: Vec<String> = (0..5).map(|n| format!("{n:032x}")).collect();
+    let (e0, e1, e2, e3) = (event(0), event(1), event(2), event(3));
+    let outcomes = digest_events(&store, &[(web, &ids[0], now(), &e0), (api, &ids[1], now(), &e1), (web, &ids[2], now(), &e2)]);
+    let short = |issue_id: i64| store.read(move |c| query::issue(c, issue_id)).unwrap().short_id;
+    assert_eq!(outcomes.iter().map(|o| short(o.issue_id)).collect::<Vec<_>>(), [1, 1, 2]);
+    // A deleted issue's number stays taken.
+    let deleted = outcomes[2].issue_id;
+    store.write_blocking(move |c| query::delete_issue(c, deleted)).unwrap();
+    let next = digest_events(&store, &[(web, &ids[3], now(), &e3)]);
+    assert_eq!(short(next[0].issue_id), 3);
+    store.close();
+    let _ = std::fs::remove_dir_all(dir);
+}
