@@ -94,7 +94,11 @@ fn content_encoding(headers: &HeaderMap) -> &str {
 }
 
 fn decode_body(headers: &HeaderMap, body: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
-    decompress::decode(content_encoding(headers), body, limit).map_err(decode_error)
+    decompress::decode(content_encoding(headers), body, limit).map_err(|e| match e {
+        // Not compressed: "after decompression" would mislead.
+        decompress::DecodeError::TooLarge { limit } if body.len() > limit => ApiError::too_large(format!("body is {} bytes, over the limit of {limit} bytes", body.len())),
+        other => decode_error(other),
+    })
 }
 
 fn decode_error(e: decompress::DecodeError) -> ApiError {

@@ -121,8 +121,9 @@ fn size_limits_and_bombs() {
     let p = Picket::start("limits");
     // An event over 1 MiB after decompression.
     let big = json!({"message": "x", "extra": {"blob": "a".repeat(1_100_000)}}).to_string();
-    let (s, _) = detail(post(&p, &store_url(&p), &[], big.clone().into_bytes()));
+    let (s, d) = detail(post(&p, &store_url(&p), &[], big.clone().into_bytes()));
     assert_eq!(s, 413);
+    assert!(d.contains("over the limit of 1048576 bytes") && !d.contains("decompression"), "{d}");
     let (s, d) = detail(post(&p, &envelope_url(&p), &[], event_envelope(&serde_json::from_str(&big).unwrap())));
     assert_eq!(s, 413, "{d}");
     assert!(d.contains("'event'"), "{d}");
