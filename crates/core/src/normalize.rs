@@ -319,8 +319,11 @@ pub fn normalize_with(raw: Value, ctx: &Context, registry: &Registry, hooks: &dy
     let views = views_for(registry, &event);
     data = event.data;
     if !extra.is_empty() {
+        // A plugin adds tags; it does not replace one the event has (the
+        // SDK's own or a derived one) or one an earlier plugin added, as in
+        // Sentry: "plugins should not override user provided tags".
         for (k, v) in extra {
-            push_tag(&mut tags, k, v);
+            add_tag(&mut tags, k, v, Existing::Keep);
         }
         data.insert("tags".into(), Value::Array(tags.iter().map(|(k, v)| json!([k, v])).collect()));
     }
@@ -541,13 +544,26 @@ pub(crate) fn to_pairs(v: Value) -> Vec<Value> {
 
 /// Adds a tag (trimmed to the limits; a key already present takes the new value).
 fn push_tag(tags: &mut Vec<(String, String)>, k: String, v: String) {
+    add_tag(tags, k, v, Existing::Replace);
+}
+
+/// What [`add_tag`] does with a key the event already has.
+#[derive(Clone, Copy, PartialEq)]
+enum Existing {
+    Replace,
+    Keep,
+}
+
+fn add_tag(tags: &mut Vec<(String, String)>, k: String, v: String, existing: Existing) {
     let k = trim_to(k, max_chars::TAG_KEY);
     let v = trim_to(v, max_chars::TAG_VALUE);
     if k.is_empty() || v.is_empty() || k.contains(char::is_control) || v.contains(['\n', '\r']) {
         return;
     }
-    if let Some(existing) = tags.iter_mut().find(|(ek, _)| *ek == k) {
-        existing.1 = v;
+    if let Some(present) = tags.iter_mut().find(|(ek, _)| *ek == k) {
+        if existing == Existing::Replace {
+            present.1 = v;
+        }
     } else if tags.len() < MAX_TAGS {
         tags.push((k, v));
     }

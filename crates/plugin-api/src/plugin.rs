@@ -511,6 +511,8 @@ pub trait Plugin: std::any::Any + Send + Sync {
     /// Tags to add to an event before it is grouped (the classic TagPlugin):
     /// they are stored, counted per issue and searchable like the SDK's own.
     /// `ctx.event.tags` holds the SDK's and Picket's tags, not other plugins'.
+    /// A key the event already has keeps its value: a plugin adds tags, it
+    /// does not replace them (and the first plugin to add a key wins).
     fn get_tags(&self, _ctx: &EventContext<'_>) -> HookResult<Vec<(String, String)>> {
         Ok(Vec::new())
     }

@@ -209,3 +209,27 @@ fn tags_are_trimmed_and_cut_to_the_limits() {
     assert_eq!(tag("exact").map(|v| v.len()), Some(max_chars::TAG_VALUE));
     assert_eq!(tag("blank"), None, "a blank value is no tag");
 }
+
+/// Plugins' tags in the order two plugins would return them.
+struct TwoTagPlugins;
+impl EventHooks for TwoTagPlugins {
+    fn extra_tags(&self, _event: &Event) -> Vec<(String, String)> {
+        [("url", "https://from-plugin.example/"), ("tenant", "first"), ("level", "debug"), (" tenant ", "second"), ("new", "added")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+}
+
+#[test]
+fn plugins_add_tags_but_do_not_replace_the_events_own() {
+    let raw = json!({"message": "m", "level": "error", "tags": {"url": "https://explicit.example/"}});
+    let ev = normalize_with(raw, &Context::at(NOW), Registry::global(), &TwoTagPlugins).unwrap();
+    let tag = |k: &str| ev.tags.iter().filter(|(key, _)| key == k).map(|(_, v)| v.as_str()).collect::<Vec<_>>();
+    assert_eq!(tag("url"), ["https://explicit.example/"], "the SDK's tag wins over a plugin's");
+    assert_eq!(tag("level"), ["error"], "a derived tag wins over a plugin's");
+    assert_eq!(tag("tenant"), ["first"], "the first plugin to add a key wins");
+    assert_eq!(tag("new"), ["added"]);
+    // The stored payload's tags are the same list.
+    assert!(ev.data["tags"].as_array().unwrap().contains(&json!(["url", "https://explicit.example/"])));
+}
