@@ -1,7 +1,7 @@
 //! The web API under `/api/0/`, shaped like Sentry's: bearer tokens,
 //! camelCase fields, cursor pagination with a `Link` header.
 
-use axum::extract::{Path, Query, RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -12,7 +12,7 @@ use picket_store::query::{self, Issue, IssueSearch, IssueSort, StoredEvent};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiQuery};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -216,7 +216,7 @@ async fn list_issues(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path((org, project)): Path<(String, String)>,
-    Query(params): Query<IssueListParams>,
+    ApiQuery(params): ApiQuery<IssueListParams>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let user = authed_user(&state, &headers).await?;
@@ -370,7 +370,7 @@ async fn issue_events(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Query(page): Query<Page>,
+    ApiQuery(page): ApiQuery<Page>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let user = authed_user(&state, &headers).await?;
@@ -475,7 +475,7 @@ async fn list_transactions(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path((org, project)): Path<(String, String)>,
-    Query(page): Query<Page>,
+    ApiQuery(page): ApiQuery<Page>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let user = authed_user(&state, &headers).await?;

@@ -82,3 +82,29 @@ impl IntoResponse for ApiError {
         resp
     }
 }
+
+/// `axum::extract::Query` whose rejection is an [`ApiError`]: a bad query
+/// string (`?limit=-3`) is answered `400 {"detail": ...}` naming the
+/// parameter, like every other API error, instead of axum's plain text.
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
+            Err(rejection) => Err(ApiError::bad_request(format!("invalid query string: {}", query_problem(&rejection.body_text())))),
+        }
+    }
+}
+
+/// The useful part of axum's message ("Failed to deserialize query string:
+/// limit: invalid digit found in string" → "limit: invalid digit ...").
+fn query_problem(text: &str) -> &str {
+    text.strip_prefix("Failed to deserialize query string: ").unwrap_or(text)
+}

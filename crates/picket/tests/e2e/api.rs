@@ -170,4 +170,11 @@ fn events_entries_tags_keys_and_pagination() {
     assert!(link.contains("rel=\"next\"; results=\"true\"; cursor=\"0:3:0\""), "{link}");
     let page2 = p.api(&format!("/api/0/issues/{pager}/events/?limit=3&cursor=0:3:0"));
     assert_eq!(page2.as_array().unwrap().len(), 1);
+    // A bad parameter is a JSON error that names it, not axum's plain text.
+    for path in [format!("/api/0/issues/{pager}/events/?limit=-3"), "/api/0/projects/acme/web/issues/?limit=many".to_string()] {
+        let (s, body, _) = p.api_request("GET", &path, None);
+        assert_eq!(s, 400, "{path}");
+        let detail = body["detail"].as_str().unwrap_or_else(|| panic!("{path}: {body}"));
+        assert!(detail.starts_with("invalid query string: limit"), "{path}: {detail}");
+    }
 }
