@@ -34,7 +34,7 @@ enum Command {
         email: String,
         /// The password (prefer PICKET_PASSWORD, which stays out of shell history).
         #[arg(long, env = "PICKET_PASSWORD", hide_env_values = true)]
-        password: String,
+        password: Option<String>,
         /// Give the user every permission everywhere.
         #[arg(long)]
         superuser: bool,
@@ -199,6 +199,9 @@ pub fn run() -> Result<()> {
     match cli.command {
         Command::Serve => serve(config),
         Command::Createuser { email, password, superuser } => {
+            let Some(password) = password else {
+                bail!("no password given: set PICKET_PASSWORD (it stays out of shell history) or pass --password");
+            };
             if password.len() < 8 {
                 bail!("password too short: use at least 8 characters");
             }

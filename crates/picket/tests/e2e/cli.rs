@@ -116,6 +116,8 @@ fn errors_say_what_to_do() {
     assert!(err(&["project", "create", "acme"]).contains("expected ORG/SLUG"));
     assert!(err(&["token", "create", "--email", "ghost@example.com"]).contains("picket createuser"));
     assert!(err(&["createuser", "--email", "x@example.com", "--password", "short"]).contains("at least 8"));
+    let out = p.command().args(["createuser", "--email", "x@example.com"]).env_remove("PICKET_PASSWORD").output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("set PICKET_PASSWORD"), "{out:?}");
     assert!(err(&["project", "add-key", "acme/web", "--public-key", "xyz"]).contains("32 hex digits"));
     // Configuration errors name the setting and the fix.
     let out = Command::new(BIN).args(["check"]).env("PICKET_DATABASE_URL", "postgres://localhost/x").current_dir(&p.dir).output().unwrap();
