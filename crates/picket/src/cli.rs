@@ -56,6 +56,14 @@ enum Command {
     },
     /// Check the configuration and the database, and say what is wrong.
     Check,
+    /// Delete events, issues and other data older than the retention period now
+    /// (`picket serve` does it every hour on its own). Safe beside a serving Picket.
+    Cleanup {
+        /// Delete what is older than this (`30d`, `12h`, `90m`, `3600s`); the
+        /// default is `retention_days` (PICKET_RETENTION_DAYS, 90).
+        #[arg(long, value_parser = parse_age)]
+        older_than: Option<std::time::Duration>,
+    },
     /// Installed plugins.
     Plugins {
         #[command(subcommand)]
@@ -351,10 +359,11 @@ pub fn run() -> Result<()> {
         Command::Token { command: TokenCommand::Revoke { ids, email, all, token } } => {
             let store = open_store(&config)?;
             if let Some(token) = token {
-                return match store.write_blocking(move |c| accounts::revoke_token_value(c, &token))? {
-                    Some(user) => Ok(println!("revoked the token of {}", user.email)),
-                    None => bail!("no such token: it was revoked already, or mistyped"),
+                let Some(user) = store.write_blocking(move |c| accounts::revoke_token_value(c, &token))? else {
+                    bail!("no such token: it was revoked already, or mistyped");
                 };
+                println!("revoked the token of {}", user.email);
+                return Ok(());
             }
             let Some(email) = email else { bail!("say whose tokens: --email (with token ids or --all), or give the token itself with --token") };
             if ids.is_empty() && !all {
@@ -381,6 +390,7 @@ pub fn run() -> Result<()> {
             Ok(())
         }
         Command::Check => check(&config),
+        Command::Cleanup { older_than } => cleanup(&config, older_than),
         Command::Plugins { command } => crate::plugins_cmd::run(command, &open_store(&config)?),
     }
 }
@@ -446,6 +456,60 @@ fn lock_for_serving(database: &std::path::Path) -> Result<std::fs::File> {
     // The holder's pid, for the message above; best effort.
     let _ = file.set_len(0).and_then(|_| file.rewind()).and_then(|_| write!(file, "{}", std::process::id()));
     Ok(file)
+}
+
+/// `picket cleanup`: the retention run of `picket serve`, now, with its
+/// progress on stderr (once a second) and the total on stdout.
+fn cleanup(config: &Config, older_than: Option<std::time::Duration>) -> Result<()> {
+    let Some(age) = older_than.or_else(|| config.retention()) else {
+        bail!("retention_days is 0 (keep everything), so there is nothing to clean up; give an age to delete older data anyway, e.g. picket cleanup --older-than 30d");
+    };
+    let store = open_store(config)?;
+    let cutoff = picket_store::now() - age.as_secs_f64();
+    let started = std::time::Instant::now();
+    let mut shown = std::time::Instant::now();
+    let progress = |so_far: &picket_store::retention::Deleted| {
+        if shown.elapsed() >= std::time::Duration::from_secs(1) {
+            eprintln!("deleting... {so_far} ({:.0} s)", started.elapsed().as_secs_f64());
+            shown = std::time::Instant::now();
+        }
+        std::ops::ControlFlow::Continue(())
+    };
+    let deleted = picket_store::retention::delete_older_than(&store, cutoff, progress)?;
+    store.close();
+    if deleted.is_empty() {
+        println!("nothing is older than {}", format_age(age));
+    } else {
+        println!("deleted {deleted} older than {} in {:.1} s", format_age(age), started.elapsed().as_secs_f64());
+    }
+    Ok(())
+}
+
+/// An age such as `30d`, `12h`, `90m` or `3600s` (a number and a unit).
+fn parse_age(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let seconds_per = match unit {
+        "d" => 86_400,
+        "h" => 3_600,
+        "m" => 60,
+        "s" => 1,
+        _ => return Err(format!("'{text}': expected a number and a unit (d, h, m or s), e.g. 30d or 12h")),
+    };
+    let n: u64 = number.parse().map_err(|_| format!("'{text}': expected a whole number before the unit, e.g. 30d"))?;
+    n.checked_mul(seconds_per).filter(|&s| s <= 36_500 * 86_400).map(std::time::Duration::from_secs).ok_or_else(|| format!("'{text}': at most 36500d"))
+}
+
+/// An age as `parse_age` reads it, in its largest whole unit.
+fn format_age(age: std::time::Duration) -> String {
+    let s = age.as_secs();
+    match s {
+        _ if s > 0 && s.is_multiple_of(86_400) => format!("{} days", s / 86_400),
+        _ if s > 0 && s.is_multiple_of(3_600) => format!("{} hours", s / 3_600),
+        _ if s > 0 && s.is_multiple_of(60) => format!("{} minutes", s / 60),
+        _ => format!("{s} seconds"),
+    }
 }
 
 fn open_store(config: &Config) -> Result<Store> {
@@ -544,7 +608,8 @@ fn serve(config: Config) -> Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let worker = tokio::spawn(picket_server::worker::run(state.clone(), stop_rx.clone()));
         let post_process = tokio::spawn(picket_server::plugins::run_post_process(state.clone(), stop_rx.clone()));
-        let refusals = tokio::spawn(picket_server::ingest::write_refusals(state.clone(), stop_rx));
+        let refusals = tokio::spawn(picket_server::ingest::write_refusals(state.clone(), stop_rx.clone()));
+        let retention = tokio::spawn(picket_server::retention::run(store.clone(), config.retention(), stop_rx));
         let app = picket_server::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
         tracing::info!(bind = %config.bind, database = %store.path().display(), startup_ms = started.elapsed().as_millis() as u64, "picket is serving");
         for warning in config.warnings() {
@@ -571,6 +636,7 @@ fn serve(config: Config) -> Result<()> {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), worker).await;
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), post_process).await;
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), refusals).await;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), retention).await;
         store.close();
         Ok(())
     })
@@ -630,4 +696,26 @@ async fn shutdown_signal() {
         _ = ctrl_c => {}
         _ = term => {}
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_read_and_print_in_their_units() {
+        let age = |t: &str| parse_age(t).map(|d| d.as_secs());
+        assert_eq!(age("30d"), Ok(30 * 86_400));
+        assert_eq!(age("12h"), Ok(12 * 3_600));
+        assert_eq!(age(" 90m "), Ok(5_400));
+        assert_eq!(age("0s"), Ok(0));
+        for bad in ["30", "d", "-1d", "1.5d", "30days", "99999999999999999999d", "36501d"] {
+            assert!(parse_age(bad).is_err(), "{bad}");
+        }
+        assert_eq!(format_age(Duration::from_secs(30 * 86_400)), "30 days");
+        assert_eq!(format_age(Duration::from_secs(5_400)), "90 minutes");
+        assert_eq!(format_age(Duration::from_secs(0)), "0 seconds");
+    }
+
+    use std::time::Duration;
 }

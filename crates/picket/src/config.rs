@@ -26,6 +26,8 @@ pub struct Config {
     pub log_format: String,
     /// Log filter, e.g. `info` or `picket=debug,tower_http=info`.
     pub log_level: String,
+    /// Days events and other data are kept; 0 keeps everything.
+    pub retention_days: u32,
     pub ingest: IngestConfig,
     pub digest: DigestConfig,
     /// `PICKET_*` variables in the environment that mean nothing to Picket
@@ -38,8 +40,12 @@ pub struct Config {
 /// the file the commands take from the environment.
 const KNOWN_ENV: &[&str] = &[
     "PICKET_BIND", "PICKET_DATA_DIR", "PICKET_DATABASE_URL", "PICKET_URL_PREFIX", "PICKET_DURABILITY", "PICKET_LOG_FORMAT", "PICKET_LOG",
+    "PICKET_RETENTION_DAYS",
     "PICKET_MAX_QUEUE", "PICKET_TRUST_FORWARDED_FOR", "PICKET_DIGEST_BATCH_SIZE", "PICKET_CONFIG", "PICKET_PASSWORD", "PICKET_TOKEN",
 ];
+/// A hundred years: more is a typo (and would overflow the cutoff's arithmetic).
+const MAX_RETENTION_DAYS: u32 = 36_500;
+
 /// Prefixes of variables that Picket's own scripts use (tests, benchmarks).
 const TOOLING_ENV: &[&str] = &["PICKET_TEST_", "PICKET_BENCH_"];
 
@@ -69,6 +75,7 @@ impl Default for Config {
             durability: Durability::Full,
             log_format: "text".into(),
             log_level: "info".into(),
+            retention_days: 90,
             ingest: IngestConfig::default(),
             digest: DigestConfig::default(),
             unknown_env: Vec::new(),
@@ -143,6 +150,10 @@ impl Config {
         if let Some(v) = get("PICKET_LOG") {
             self.log_level = v;
         }
+        if let Some(v) = get("PICKET_RETENTION_DAYS") {
+            self.retention_days =
+                v.parse().with_context(|| format!("invalid PICKET_RETENTION_DAYS='{v}': expected a whole number of days, or 0 to keep everything"))?;
+        }
         if let Some(v) = get("PICKET_MAX_QUEUE") {
             self.ingest.max_queue = v.parse().with_context(|| format!("invalid PICKET_MAX_QUEUE='{v}': expected a number"))?;
         }
@@ -162,6 +173,9 @@ impl Config {
         }
         if self.digest.batch_size == 0 || self.digest.batch_size > 10_000 {
             bail!("invalid digest.batch_size {}: use 1 to 10000", self.digest.batch_size);
+        }
+        if self.retention_days > MAX_RETENTION_DAYS {
+            bail!("invalid retention_days {} (PICKET_RETENTION_DAYS): use 1 to {MAX_RETENTION_DAYS}, or 0 to keep everything", self.retention_days);
         }
         if self.ingest.max_queue < 0 {
             bail!("invalid ingest.max_queue {} (PICKET_MAX_QUEUE): use 1 or more (how many envelopes may wait to be digested before ingest answers 429), or 0 to refuse all events", self.ingest.max_queue);
@@ -214,6 +228,11 @@ impl Config {
             bail!("database_url '{url}': PostgreSQL is not supported by this version of Picket yet; use sqlite:PATH (or leave it empty for the default)");
         }
         bail!("invalid database_url '{url}': expected sqlite:PATH")
+    }
+
+    /// How long data is kept (`retention_days`); `None` keeps everything.
+    pub fn retention(&self) -> Option<std::time::Duration> {
+        (self.retention_days > 0).then(|| std::time::Duration::from_secs(u64::from(self.retention_days) * 86_400))
     }
 
     /// The public URL: `url_prefix`, else derived from `bind`.
@@ -307,6 +326,15 @@ mod tests {
             c.url_prefix = good.into();
             c.validate().unwrap();
         }
+        assert_eq!(c.retention().map(|d| d.as_secs()), Some(90 * 86_400), "90 days by default");
+        c.retention_days = 0;
+        c.validate().unwrap();
+        assert_eq!(c.retention(), None, "0 keeps everything");
+        c.retention_days = 36_501;
+        assert!(c.validate().unwrap_err().to_string().contains("invalid retention_days 36501 (PICKET_RETENTION_DAYS)"));
+        c.apply_env(|k| (k == "PICKET_RETENTION_DAYS").then(|| "30".to_string())).unwrap();
+        assert_eq!(c.retention_days, 30);
+        assert!(c.apply_env(|k| (k == "PICKET_RETENTION_DAYS").then(|| "-1".to_string())).unwrap_err().to_string().contains("PICKET_RETENTION_DAYS"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! - [`ingest`]: `/api/{id}/envelope/`, `/api/{id}/store/`, `/api/store/`, `/api/{id}/security/`.
 //! - [`api`]: the Sentry-shaped web API under `/api/0/`.
 //! - [`worker`]: the digest loop.
+//! - [`retention`]: the hourly deletion of data older than the retention period.
 //! - [`plugins`]: the plugin host (per-project state, post-processing, failures);
 //!   the plugin endpoints of the API live in `plugin_api`.
 //! - [`error`]: one error type mapped to HTTP answers in one place.
@@ -23,6 +24,7 @@ pub mod ingest;
 pub mod plugins;
 mod plugin_api;
 mod ratelimit;
+pub mod retention;
 pub mod worker;
 
 /// Settings the HTTP side needs (the binary fills them from its configuration).

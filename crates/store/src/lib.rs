@@ -15,6 +15,7 @@
 //! - [`dictionary`]: per-project zstd dictionaries for stored events.
 //! - [`tags`]: tag-value counts per issue, kept back across batches under load.
 //! - [`query`]: reads for the API (issues with search, events, tags).
+//! - [`retention`]: deleting what is older than the retention period.
 //! - [`plugins`]: plugin options and enablement, issue meta, views, and the
 //!   post-process queue.
 
@@ -29,6 +30,7 @@ pub mod digest;
 pub mod plugins;
 pub mod query;
 pub mod queue;
+pub mod retention;
 pub mod schema;
 pub mod tags;
 

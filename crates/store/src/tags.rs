@@ -273,11 +273,17 @@ fn recount_from(conn: &Connection, from: i64) -> Result<usize> {
 /// uncounted events take ids below the mark).
 pub(crate) fn after_issue_deleted(conn: &Connection) -> Result<()> {
     conn.prepare_cached("UPDATE digest_state SET value = value + 1 WHERE key = ?")?.execute([ISSUES_DELETED])?;
-    conn.execute(
+    after_events_deleted(conn)
+}
+
+/// After events are deleted (no issue): only the mark needs to come down,
+/// for the same reason as in [`after_issue_deleted`].
+pub(crate) fn after_events_deleted(conn: &Connection) -> Result<()> {
+    conn.prepare_cached(
         "UPDATE digest_state SET value = (SELECT IFNULL(MAX(id), 0) + 1 FROM events)
          WHERE key = ?1 AND value > (SELECT IFNULL(MAX(id), 0) + 1 FROM events)",
-        [MARK],
-    )?;
+    )?
+    .execute([MARK])?;
     Ok(())
 }
 

@@ -611,3 +611,58 @@ fn issues_are_numbered_per_project_and_numbers_are_not_reused() {
     store.close();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn retention_deletes_what_is_older_than_the_cutoff_and_issues_left_without_events() {
+    let (store, dir) = temp_store("retention");
+    let pid = project(&store);
+    let day = 86_400.0;
+    let (old, new) = (now() - 100.0 * day, now());
+    let alpha = r#"{"message": "alpha"}"#;
+    let beta = r#"{"message": "beta"}"#;
+    let gamma = r#"{"message": "gamma"}"#;
+    let tx_old = format!(r#"{{"type": "transaction", "transaction": "/old", "start_timestamp": {}, "timestamp": {}}}"#, old - 1.0, old);
+    // In arrival order (row ids grow): three old events, then new ones.
+    digest_events(
+        &store,
+        &[
+            (pid, "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1", old, alpha),
+            (pid, "a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2", old + 1.0, alpha),
+            (pid, "b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1", old + 2.0, beta),
+        ],
+    );
+    let processed = vec![process_envelope(
+        &Origin { queue_id: 9, project_id: pid, received: old, ..Origin::default() },
+        format!("{{}}\n{{\"type\":\"transaction\"}}\n{tx_old}\n").as_bytes(),
+    )];
+    let prepared = digest::prepare(processed, digest::PostProcess::Skip, store.dictionaries());
+    store.write_blocking(move |c| digest::apply(c, &prepared)).unwrap();
+    digest_events(&store, &[(pid, "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2", new, beta), (pid, "c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1", new, gamma)]);
+
+    // Two rows a chunk, so that the run takes several chunks.
+    let cutoff = now() - 30.0 * day;
+    let mut total = retention::Deleted::default();
+    let mut chunks = 0;
+    loop {
+        let d = store.write_blocking(move |c| retention::delete_chunk(c, cutoff, 2)).unwrap();
+        chunks += 1;
+        if d.is_empty() {
+            break;
+        }
+        total.add(d);
+        assert!(chunks < 20, "the run does not end: {total}");
+    }
+    assert!(chunks > 2, "{chunks} chunks");
+    assert_eq!((total.events, total.issues, total.transactions), (3, 1, 1), "{total}");
+
+    let strings = |sql: &'static str| store.read(move |c| Ok(c.prepare(sql)?.query_map([], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>()?)).unwrap();
+    assert_eq!(strings("SELECT event_id FROM events ORDER BY id"), ["b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2", "c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1"]);
+    assert_eq!(strings("SELECT title FROM issues ORDER BY id"), ["beta", "gamma"], "an issue goes once none of its events is left");
+    // The deleted issue's hashes went with it: alpha again is a new issue.
+    let outcomes = digest_events(&store, &[(pid, "a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3", new, alpha)]);
+    assert!(outcomes[0].is_new, "{outcomes:?}");
+    // Nothing older than the cutoff is left: another run deletes nothing.
+    assert!(store.write_blocking(move |c| retention::delete_chunk(c, cutoff, 2)).unwrap().is_empty());
+    store.close();
+    let _ = std::fs::remove_dir_all(dir);
+}

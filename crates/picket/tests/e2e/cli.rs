@@ -168,3 +168,34 @@ fn sigterm_shuts_down_cleanly() {
     assert!(status.success(), "exit status {status:?}; log:\n{}", p.log());
     assert!(p.log().contains("shutting down"));
 }
+
+#[test]
+fn cleanup_deletes_old_events_and_their_issues_beside_a_running_server() {
+    let p = Picket::start("cli-cleanup");
+    let send = |message: &str| {
+        let r = reqwest::blocking::Client::new()
+            .post(format!("{}/api/{}/store/?sentry_key={}", p.base_url(), p.project_id, p.public_key))
+            .body(format!("{{\"message\":\"{message}\"}}"))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    };
+    send("old one");
+    send("old two");
+    p.wait_for_events(2);
+    assert!(p.cli_ok(&["cleanup"]).contains("nothing is older than 90 days"), "the default is retention_days");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // Received a second ago or more: older than 1s.
+    let out = p.cli_ok(&["cleanup", "--older-than", "1s"]);
+    assert!(out.contains("deleted 2 events, 2 issues"), "{out}");
+    assert_eq!(p.event_count(), 0);
+    assert!(p.issues(None).is_empty());
+    // The server goes on: a new event is a new issue.
+    send("old one");
+    p.wait_for_events(1);
+    assert_eq!(p.issues(None).len(), 1);
+    let out = p.cli(&["cleanup", "--older-than", "30"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected a number and a unit"), "{out:?}");
+    let out = p.command().args(["cleanup"]).env("PICKET_RETENTION_DAYS", "0").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--older-than 30d"), "{out:?}");
+}

@@ -1,0 +1,157 @@
+//! Retention: deleting what is older than a cutoff, so that the database
+//! stops growing once it holds the retention period's data.
+//!
+//! Deletion runs in small chunks, each its own write job, so that ingest's
+//! commits go on in between (the writer is shared); [`delete_chunk`] is one
+//! chunk, called until it deletes nothing.
+//!
+//! Rows are found oldest first by row id, not by an index on time: row ids
+//! grow with arrival, so the oldest rows are the first ones, and an index on
+//! `received` would cost every stored event a B-tree insert. A chunk looks
+//! at the first rows only and deletes those older than the cutoff; once the
+//! first rows are all newer, the table is done. A row that arrived late with
+//! an old time (a replayed backlog) waits until the rows ahead of it go.
+//!
+//! What goes: events by the time they were received; transactions by their
+//! timestamp; attachments and user reports by when they were stored;
+//! check-ins by when they were received; release-health sessions by their
+//! last update. An issue goes, with its hashes, tag counts, users, hourly
+//! counts and plugin data, once it was last seen before the cutoff and none
+//! of its events is left. What stays: the issues still being seen (their
+//! counters and tag counts keep their whole history, as in Sentry), session
+//! aggregates, the ingest statistics and the accounts.
+//!
+//! SQLite reuses the freed pages for new data; the file itself shrinks only
+//! with `VACUUM` (offline, see `docs/configuration.md`, Retention).
+
+use rusqlite::{params, Connection};
+
+use crate::Result;
+
+/// Rows looked at (and at most deleted) per table in one chunk: a chunk is
+/// a few milliseconds of the writer's time, so ingest waits no longer.
+pub const CHUNK_ROWS: usize = 1000;
+
+/// Issues looked at per project in one chunk (each takes its rows with it).
+const CHUNK_ISSUES: usize = 200;
+
+/// What one or more chunks deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Deleted {
+    pub events: u64,
+    pub issues: u64,
+    pub transactions: u64,
+    pub attachments: u64,
+    pub user_reports: u64,
+    pub check_ins: u64,
+    pub sessions: u64,
+}
+
+impl Deleted {
+    /// Whether nothing was deleted (the last chunk of a run).
+    pub fn is_empty(&self) -> bool {
+        *self == Deleted::default()
+    }
+
+    /// Adds another chunk's counts.
+    pub fn add(&mut self, other: Deleted) {
+        self.events += other.events;
+        self.issues += other.issues;
+        self.transactions += other.transactions;
+        self.attachments += other.attachments;
+        self.user_reports += other.user_reports;
+        self.check_ins += other.check_ins;
+        self.sessions += other.sessions;
+    }
+}
+
+impl std::fmt::Display for Deleted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} events, {} issues, {} transactions, {} attachments, {} user reports, {} check-ins, {} sessions",
+            self.events, self.issues, self.transactions, self.attachments, self.user_reports, self.check_ins, self.sessions
+        )
+    }
+}
+
+/// The tables deleted by row order, with the column that dates a row.
+const BY_ROW_ORDER: [(&str, &str); 6] = [
+    ("events", "received"),
+    ("transactions", "timestamp"),
+    ("attachments", "created_at"),
+    ("user_reports", "created_at"),
+    ("check_ins", "received"),
+    ("sessions", "updated"),
+];
+
+/// Deletes one chunk of what is older than `cutoff` (Unix seconds): up to
+/// `rows` of each table, then the issues left without events. Run it as a
+/// write job, again until it returns [`Deleted::is_empty`].
+pub fn delete_chunk(conn: &Connection, cutoff: f64, rows: usize) -> Result<Deleted> {
+    let mut deleted = Deleted::default();
+    for (table, column) in BY_ROW_ORDER {
+        // The first `rows` rows by row id, of which those older than the cutoff.
+        let sql = format!(
+            "DELETE FROM {table} WHERE rowid IN
+             (SELECT rowid FROM (SELECT rowid, {column} AS t FROM {table} ORDER BY rowid LIMIT ?2) WHERE t < ?1)"
+        );
+        let n = conn.prepare_cached(&sql)?.execute(params![cutoff, rows as i64])? as u64;
+        match table {
+            "events" => deleted.events = n,
+            "transactions" => deleted.transactions = n,
+            "attachments" => deleted.attachments = n,
+            "user_reports" => deleted.user_reports = n,
+            "check_ins" => deleted.check_ins = n,
+            _ => deleted.sessions = n,
+        }
+    }
+    deleted.issues = delete_issues(conn, cutoff)?;
+    // The same bookkeeping as deleting by hand: kept-back tag counts may name
+    // a deleted issue, and row ids may be given out again.
+    if deleted.issues > 0 {
+        crate::tags::after_issue_deleted(conn)?;
+    } else if deleted.events > 0 {
+        crate::tags::after_events_deleted(conn)?;
+    }
+    Ok(deleted)
+}
+
+/// Issues last seen before the cutoff with no event left, per project (the
+/// `(project_id, last_seen)` index finds them).
+fn delete_issues(conn: &Connection, cutoff: f64) -> Result<u64> {
+    let projects: Vec<i64> = conn.prepare_cached("SELECT id FROM projects")?.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    let mut total = 0;
+    let mut st = conn.prepare_cached(
+        "DELETE FROM issues WHERE id IN
+         (SELECT i.id FROM issues i WHERE i.project_id = ?1 AND i.last_seen < ?2
+          AND NOT EXISTS (SELECT 1 FROM events e WHERE e.issue_id = i.id) LIMIT ?3)",
+    )?;
+    for project in projects {
+        total += st.execute(params![project, cutoff, CHUNK_ISSUES as i64])? as u64;
+    }
+    Ok(total)
+}
+
+/// Deletes everything older than `cutoff`, chunk after chunk through the
+/// writer, until nothing is left or `progress` (called with the running
+/// total after each chunk) breaks; returns the total. Blocking: call it
+/// from a thread of its own (the CLI, or `spawn_blocking`).
+pub fn delete_older_than(store: &crate::Store, cutoff: f64, mut progress: impl FnMut(&Deleted) -> std::ops::ControlFlow<()>) -> Result<Deleted> {
+    let mut total = Deleted::default();
+    loop {
+        let chunk = store.write_blocking(move |c| delete_chunk(c, cutoff, CHUNK_ROWS))?;
+        if chunk.is_empty() {
+            return Ok(total);
+        }
+        total.add(chunk);
+        if progress(&total).is_break() {
+            return Ok(total);
+        }
+        // Let the writer commit other jobs (ingest's) between chunks.
+        std::thread::sleep(PAUSE);
+    }
+}
+
+/// The pause between two chunks of [`delete_older_than`].
+const PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
