@@ -3,7 +3,8 @@
 //!
 //! Deletion runs in small chunks, each its own write job, so that ingest's
 //! commits go on in between (the writer is shared); [`delete_chunk`] is one
-//! chunk, called until it deletes nothing.
+//! chunk, and [`delete_older_than`] runs them, paced to leave the writer at
+//! least half of its time for everything else.
 //!
 //! Rows are found oldest first by row id, not by an index on time: row ids
 //! grow with arrival, so the oldest rows are the first ones, and an index on
@@ -28,8 +29,8 @@ use rusqlite::{params, Connection};
 
 use crate::Result;
 
-/// Rows looked at (and at most deleted) per table in one chunk: a chunk is
-/// a few milliseconds of the writer's time, so ingest waits no longer.
+/// Rows looked at (and at most deleted) per table in the first chunk of
+/// [`delete_older_than`], which then sizes chunks by how long they take.
 pub const CHUNK_ROWS: usize = 1000;
 
 /// Issues looked at per project in one chunk (each takes its rows with it).
@@ -65,13 +66,23 @@ impl Deleted {
     }
 }
 
+/// The kinds deleted, e.g. `1200 events, 1 issue` (events always, the rest when any).
 impl std::fmt::Display for Deleted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} events, {} issues, {} transactions, {} attachments, {} user reports, {} check-ins, {} sessions",
-            self.events, self.issues, self.transactions, self.attachments, self.user_reports, self.check_ins, self.sessions
-        )
+        let counted = |n: u64, kind: &str| format!("{n} {kind}{}", if n == 1 { "" } else { "s" });
+        write!(f, "{}", counted(self.events, "event"))?;
+        let rest = [
+            (self.issues, "issue"),
+            (self.transactions, "transaction"),
+            (self.attachments, "attachment"),
+            (self.user_reports, "user report"),
+            (self.check_ins, "check-in"),
+            (self.sessions, "session"),
+        ];
+        for (n, kind) in rest.into_iter().filter(|(n, _)| *n > 0) {
+            write!(f, ", {}", counted(n, kind))?;
+        }
+        Ok(())
     }
 }
 
@@ -137,10 +148,18 @@ fn delete_issues(conn: &Connection, cutoff: f64) -> Result<u64> {
 /// writer, until nothing is left or `progress` (called with the running
 /// total after each chunk) breaks; returns the total. Blocking: call it
 /// from a thread of its own (the CLI, or `spawn_blocking`).
+///
+/// It takes at most about half of the writer's time, so that ingest's
+/// commits are not held up for long: chunks are sized to take about
+/// [`CHUNK_TARGET`] (halved when one takes twice that, doubled when one
+/// takes under half), and after each it waits as long as the chunk took.
 pub fn delete_older_than(store: &crate::Store, cutoff: f64, mut progress: impl FnMut(&Deleted) -> std::ops::ControlFlow<()>) -> Result<Deleted> {
     let mut total = Deleted::default();
+    let mut rows = CHUNK_ROWS;
     loop {
-        let chunk = store.write_blocking(move |c| delete_chunk(c, cutoff, CHUNK_ROWS))?;
+        let started = std::time::Instant::now();
+        let chunk = store.write_blocking(move |c| delete_chunk(c, cutoff, rows))?;
+        let took = started.elapsed();
         if chunk.is_empty() {
             return Ok(total);
         }
@@ -148,10 +167,16 @@ pub fn delete_older_than(store: &crate::Store, cutoff: f64, mut progress: impl F
         if progress(&total).is_break() {
             return Ok(total);
         }
-        // Let the writer commit other jobs (ingest's) between chunks.
-        std::thread::sleep(PAUSE);
+        if took > 2 * CHUNK_TARGET {
+            rows = (rows / 2).max(MIN_CHUNK_ROWS);
+        } else if took < CHUNK_TARGET / 2 {
+            rows = (rows * 2).min(MAX_CHUNK_ROWS);
+        }
+        std::thread::sleep(took.max(std::time::Duration::from_millis(1)));
     }
 }
 
-/// The pause between two chunks of [`delete_older_than`].
-const PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
+/// How long one chunk of [`delete_older_than`] should hold the writer.
+pub const CHUNK_TARGET: std::time::Duration = std::time::Duration::from_millis(10);
+const MIN_CHUNK_ROWS: usize = 50;
+const MAX_CHUNK_ROWS: usize = 10_000;
