@@ -152,6 +152,16 @@ enum ProjectCommand {
         #[arg(required = true)]
         origins: Vec<String>,
     },
+    /// Delete a project with its keys, events, issues and everything else it holds.
+    /// Without --yes, says what it would delete. Safe beside a serving Picket: its
+    /// keys go first, then its data in short chunks.
+    Remove {
+        /// ORG/SLUG
+        path: String,
+        /// Delete: without it, nothing is changed.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Limit how many events a project's keys accept (COUNT per WINDOW seconds); 0 removes the limit.
     RateLimit {
         /// ORG/SLUG
@@ -300,6 +310,7 @@ pub fn run() -> Result<()> {
         Command::Project { command: ProjectCommand::DisableKey { path, public_key } } => set_key(&config, &path, &public_key, KeyChange::Disable),
         Command::Project { command: ProjectCommand::EnableKey { path, public_key } } => set_key(&config, &path, &public_key, KeyChange::Enable),
         Command::Project { command: ProjectCommand::RemoveKey { path, public_key } } => set_key(&config, &path, &public_key, KeyChange::Remove),
+        Command::Project { command: ProjectCommand::Remove { path, yes } } => remove_project(&config, &path, yes),
         Command::Project { command: ProjectCommand::AllowedOrigins { path, origins } } => {
             let (org, slug) = split_project_path(&path)?;
             for o in &origins {
@@ -467,6 +478,45 @@ fn cleanup(config: &Config, older_than: Option<std::time::Duration>) -> Result<(
     let store = open_store(config)?;
     let cutoff = picket_store::now() - age.as_secs_f64();
     let started = std::time::Instant::now();
+    let deleted = delete_showing_progress(&store, picket_store::retention::Selection::OlderThan(cutoff))?;
+    store.close();
+    if deleted.is_empty() {
+        println!("nothing is older than {}", format_age(age));
+    } else {
+        println!("deleted {deleted} older than {} in {:.1} s", format_age(age), started.elapsed().as_secs_f64());
+    }
+    Ok(())
+}
+
+/// `picket project remove`: the keys first (so that no more events come),
+/// then the data in chunks with progress on stderr, then the project.
+/// Interrupted, it can be run again: it goes on where it stopped.
+fn remove_project(config: &Config, path: &str, yes: bool) -> Result<()> {
+    use picket_store::retention::{self, Selection};
+    let (org, slug) = split_project_path(path)?;
+    let store = open_store(config)?;
+    let project = store.read(|c| accounts::project_by_slug(c, &org, &slug))?;
+    let pid = project.id;
+    if !yes {
+        let held = store.read(|c| {
+            let issues = c.query_row("SELECT COUNT(*) FROM issues WHERE project_id = ?", [pid], |r| r.get::<_, i64>(0))?;
+            Ok(retention::Deleted { events: picket_store::query::count_events(c, pid)? as u64, issues: issues as u64, ..Default::default() })
+        })?;
+        bail!("this deletes project {org}/{slug} for good, with its keys and {held} (and any transactions, attachments and feedback); run again with --yes to do it");
+    }
+    let keys = store.write_blocking(move |c| Ok(c.execute("DELETE FROM project_keys WHERE project_id = ?", [pid])?))?;
+    eprintln!("removed {keys} key{} of {org}/{slug}: its events are refused ({SERVER_CACHE_NOTE})", if keys == 1 { "" } else { "s" });
+    let started = std::time::Instant::now();
+    let deleted = delete_showing_progress(&store, Selection::Project(pid))?;
+    store.write_blocking(move |c| retention::finish_project(c, pid))?;
+    store.close();
+    println!("deleted project {org}/{slug}: {deleted} in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Runs a deletion to its end, with what it deleted so far on stderr once a second.
+fn delete_showing_progress(store: &Store, selection: picket_store::retention::Selection) -> Result<picket_store::retention::Deleted> {
+    let started = std::time::Instant::now();
     let mut shown = std::time::Instant::now();
     let progress = |so_far: &picket_store::retention::Deleted| {
         if shown.elapsed() >= std::time::Duration::from_secs(1) {
@@ -475,14 +525,7 @@ fn cleanup(config: &Config, older_than: Option<std::time::Duration>) -> Result<(
         }
         std::ops::ControlFlow::Continue(())
     };
-    let deleted = picket_store::retention::delete_older_than(&store, cutoff, progress)?;
-    store.close();
-    if deleted.is_empty() {
-        println!("nothing is older than {}", format_age(age));
-    } else {
-        println!("deleted {deleted} older than {} in {:.1} s", format_age(age), started.elapsed().as_secs_f64());
-    }
-    Ok(())
+    Ok(picket_store::retention::delete(store, selection, progress)?)
 }
 
 /// An age such as `30d`, `12h`, `90m` or `3600s` (a number and a unit).

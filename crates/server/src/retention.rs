@@ -27,7 +27,7 @@ pub async fn run(store: Store, keep: Option<Duration>, mut shutdown: watch::Rece
         let (store, stop) = (store.clone(), shutdown.clone());
         let started = std::time::Instant::now();
         let run = tokio::task::spawn_blocking(move || {
-            retention::delete_older_than(&store, cutoff, |_| if *stop.borrow() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+            retention::delete(&store, retention::Selection::OlderThan(cutoff), |_| if *stop.borrow() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
         });
         match run.await {
             Ok(Ok(deleted)) if deleted.is_empty() => tracing::debug!(days = keep.as_secs() / 86_400, "retention: nothing older than the retention period"),

@@ -149,8 +149,12 @@ pub fn apply_with(conn: &Connection, batch: &[PreparedBatchItem], tags: TagsInBa
     let mut agg = Aggregates::default();
     let mut seen = SeenEvents::read(conn, batch)?;
     let mut statements = EventStatements::prepare(conn)?;
+    let deleted = deleted_projects(conn, batch)?;
     for item in batch {
         let env = &item.env;
+        if deleted.contains(&env.project_id) {
+            continue;
+        }
         for (i, ev) in env.events.iter().enumerate() {
             if !seen.first_time(env.project_id, &ev.event_id) {
                 *counts.entry((env.project_id, "event".into(), "duplicate")).or_default() += 1;
@@ -212,6 +216,28 @@ pub fn apply_with(conn: &Connection, batch: &[PreparedBatchItem], tags: TagsInBa
         crate::queue::delete_range(conn, first, last)?;
     }
     Ok((outcomes, kept_back))
+}
+
+/// The batch's projects that no longer exist: deleted while envelopes for
+/// them were queued (or in the seconds a server still takes their keys).
+/// Those envelopes are dropped with their queue rows; storing them would
+/// fail the foreign keys, and with them the whole batch at every retry.
+fn deleted_projects(conn: &Connection, batch: &[PreparedBatchItem]) -> Result<Vec<i64>> {
+    let mut ids: Vec<i64> = batch.iter().map(|i| i.env.project_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut exists = conn.prepare_cached("SELECT 1 FROM projects WHERE id = ?")?;
+    let mut deleted = Vec::new();
+    for id in ids {
+        if !exists.exists([id])? {
+            deleted.push(id);
+        }
+    }
+    if !deleted.is_empty() {
+        let envelopes = batch.iter().filter(|i| deleted.contains(&i.env.project_id)).count();
+        tracing::info!(projects = ?deleted, envelopes, "dropped envelopes queued for deleted projects");
+    }
+    Ok(deleted)
 }
 
 /// Adds to the counts of items by project, type and outcome (the stats).

@@ -1,9 +1,10 @@
 //! Retention: deleting what is older than a cutoff, so that the database
-//! stops growing once it holds the retention period's data.
+//! stops growing once it holds the retention period's data; and deleting
+//! a whole project the same way ([`Selection`]).
 //!
 //! Deletion runs in small chunks, each its own write job, so that ingest's
 //! commits go on in between (the writer is shared); [`delete_chunk`] is one
-//! chunk, and [`delete_older_than`] runs them, paced to leave the writer at
+//! chunk, and [`delete`] runs them, paced to leave the writer at
 //! least half of its time for everything else.
 //!
 //! Rows are found oldest first by row id, not by an index on time: row ids
@@ -30,7 +31,7 @@ use rusqlite::{params, Connection};
 use crate::Result;
 
 /// Rows looked at (and at most deleted) per table in the first chunk of
-/// [`delete_older_than`], which then sizes chunks by how long they take.
+/// [`delete`], which then sizes chunks by how long they take.
 pub const CHUNK_ROWS: usize = 1000;
 
 /// Issues looked at per project in one chunk (each takes its rows with it).
@@ -96,18 +97,36 @@ const BY_ROW_ORDER: [(&str, &str); 6] = [
     ("sessions", "updated"),
 ];
 
-/// Deletes one chunk of what is older than `cutoff` (Unix seconds): up to
-/// `rows` of each table, then the issues left without events. Run it as a
-/// write job, again until it returns [`Deleted::is_empty`].
-pub fn delete_chunk(conn: &Connection, cutoff: f64, rows: usize) -> Result<Deleted> {
+/// What a run deletes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Selection {
+    /// Everything older than this time (Unix seconds): retention.
+    OlderThan(f64),
+    /// Everything of this project (then the project itself, with
+    /// [`finish_project`]).
+    Project(i64),
+}
+
+/// Deletes one chunk of `selection`: up to `rows` of each table, then the
+/// issues left without events. Run it as a write job, again until it
+/// returns [`Deleted::is_empty`].
+pub fn delete_chunk(conn: &Connection, selection: Selection, rows: usize) -> Result<Deleted> {
     let mut deleted = Deleted::default();
     for (table, column) in BY_ROW_ORDER {
-        // The first `rows` rows by row id, of which those older than the cutoff.
-        let sql = format!(
-            "DELETE FROM {table} WHERE rowid IN
-             (SELECT rowid FROM (SELECT rowid, {column} AS t FROM {table} ORDER BY rowid LIMIT ?2) WHERE t < ?1)"
-        );
-        let n = conn.prepare_cached(&sql)?.execute(params![cutoff, rows as i64])? as u64;
+        let sql = match selection {
+            // The first `rows` rows by row id, of which those older than the cutoff.
+            Selection::OlderThan(_) => format!(
+                "DELETE FROM {table} WHERE rowid IN
+                 (SELECT rowid FROM (SELECT rowid, {column} AS t FROM {table} ORDER BY rowid LIMIT ?2) WHERE t < ?1)"
+            ),
+            // Every table has an index that starts with `project_id`.
+            Selection::Project(_) => format!("DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE project_id = ?1 LIMIT ?2)"),
+        };
+        let key = match selection {
+            Selection::OlderThan(cutoff) => rusqlite::types::Value::Real(cutoff),
+            Selection::Project(id) => rusqlite::types::Value::Integer(id),
+        };
+        let n = conn.prepare_cached(&sql)?.execute(params![key, rows as i64])? as u64;
         match table {
             "events" => deleted.events = n,
             "transactions" => deleted.transactions = n,
@@ -117,7 +136,10 @@ pub fn delete_chunk(conn: &Connection, cutoff: f64, rows: usize) -> Result<Delet
             _ => deleted.sessions = n,
         }
     }
-    deleted.issues = delete_issues(conn, cutoff)?;
+    deleted.issues = match selection {
+        Selection::OlderThan(cutoff) => delete_old_issues(conn, cutoff)?,
+        Selection::Project(id) => delete_project_issues(conn, id)?,
+    };
     // The same bookkeeping as deleting by hand: kept-back tag counts may name
     // a deleted issue, and row ids may be given out again.
     if deleted.issues > 0 {
@@ -128,9 +150,28 @@ pub fn delete_chunk(conn: &Connection, cutoff: f64, rows: usize) -> Result<Delet
     Ok(deleted)
 }
 
+/// The last step of deleting a project, after its chunks: what is left of it
+/// (its keys, options, counters, queued envelopes) and the project itself.
+/// Envelopes queued for it after this are dropped by the digest.
+pub fn finish_project(conn: &Connection, project_id: i64) -> Result<()> {
+    for sql in [
+        "DELETE FROM queue WHERE project_id = ?1",
+        "DELETE FROM post_process WHERE project_id = ?1",
+        "DELETE FROM item_counts WHERE project_id = ?1",
+        "DELETE FROM client_outcomes WHERE project_id = ?1",
+        "DELETE FROM project_dictionaries WHERE project_id = ?1",
+        "DELETE FROM plugin_options WHERE scope IN ('project', 'user') AND scope_id = ?1",
+        // Whatever arrived since the last chunk goes with the project (cascades).
+        "DELETE FROM projects WHERE id = ?1",
+    ] {
+        conn.execute(sql, [project_id])?;
+    }
+    crate::tags::after_issue_deleted(conn)
+}
+
 /// Issues last seen before the cutoff with no event left, per project (the
 /// `(project_id, last_seen)` index finds them).
-fn delete_issues(conn: &Connection, cutoff: f64) -> Result<u64> {
+fn delete_old_issues(conn: &Connection, cutoff: f64) -> Result<u64> {
     let projects: Vec<i64> = conn.prepare_cached("SELECT id FROM projects")?.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
     let mut total = 0;
     let mut st = conn.prepare_cached(
@@ -144,21 +185,33 @@ fn delete_issues(conn: &Connection, cutoff: f64) -> Result<u64> {
     Ok(total)
 }
 
-/// Deletes everything older than `cutoff`, chunk after chunk through the
-/// writer, until nothing is left or `progress` (called with the running
-/// total after each chunk) breaks; returns the total. Blocking: call it
+/// A project's issues with no event left.
+fn delete_project_issues(conn: &Connection, project_id: i64) -> Result<u64> {
+    let n = conn
+        .prepare_cached(
+            "DELETE FROM issues WHERE id IN
+             (SELECT i.id FROM issues i WHERE i.project_id = ?1 AND NOT EXISTS (SELECT 1 FROM events e WHERE e.issue_id = i.id) LIMIT ?2)",
+        )?
+        .execute(params![project_id, CHUNK_ISSUES as i64])?;
+    Ok(n as u64)
+}
+
+/// Deletes `selection`, chunk after chunk through the writer, until nothing
+/// is left or `progress` (called with the running total after each chunk)
+/// breaks; returns the total. A project is then removed with
+/// [`finish_project`] (not here: the caller decides, after a full run). Blocking: call it
 /// from a thread of its own (the CLI, or `spawn_blocking`).
 ///
 /// It takes at most about half of the writer's time, so that ingest's
 /// commits are not held up for long: chunks are sized to take about
 /// [`CHUNK_TARGET`] (halved when one takes twice that, doubled when one
 /// takes under half), and after each it waits as long as the chunk took.
-pub fn delete_older_than(store: &crate::Store, cutoff: f64, mut progress: impl FnMut(&Deleted) -> std::ops::ControlFlow<()>) -> Result<Deleted> {
+pub fn delete(store: &crate::Store, selection: Selection, mut progress: impl FnMut(&Deleted) -> std::ops::ControlFlow<()>) -> Result<Deleted> {
     let mut total = Deleted::default();
     let mut rows = CHUNK_ROWS;
     loop {
         let started = std::time::Instant::now();
-        let chunk = store.write_blocking(move |c| delete_chunk(c, cutoff, rows))?;
+        let chunk = store.write_blocking(move |c| delete_chunk(c, selection, rows))?;
         let took = started.elapsed();
         if chunk.is_empty() {
             return Ok(total);
@@ -176,7 +229,7 @@ pub fn delete_older_than(store: &crate::Store, cutoff: f64, mut progress: impl F
     }
 }
 
-/// How long one chunk of [`delete_older_than`] should hold the writer.
+/// How long one chunk of [`delete`] should hold the writer.
 pub const CHUNK_TARGET: std::time::Duration = std::time::Duration::from_millis(10);
 const MIN_CHUNK_ROWS: usize = 50;
 const MAX_CHUNK_ROWS: usize = 10_000;

@@ -644,7 +644,7 @@ fn retention_deletes_what_is_older_than_the_cutoff_and_issues_left_without_event
     let mut total = retention::Deleted::default();
     let mut chunks = 0;
     loop {
-        let d = store.write_blocking(move |c| retention::delete_chunk(c, cutoff, 2)).unwrap();
+        let d = store.write_blocking(move |c| retention::delete_chunk(c, retention::Selection::OlderThan(cutoff), 2)).unwrap();
         chunks += 1;
         if d.is_empty() {
             break;
@@ -663,7 +663,44 @@ fn retention_deletes_what_is_older_than_the_cutoff_and_issues_left_without_event
     let outcomes = digest_events(&store, &[(pid, "a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3", new, alpha)]);
     assert!(outcomes[0].is_new, "{outcomes:?}");
     // Nothing older than the cutoff is left: another run deletes nothing.
-    assert!(store.write_blocking(move |c| retention::delete_chunk(c, cutoff, 2)).unwrap().is_empty());
+    assert!(store.write_blocking(move |c| retention::delete_chunk(c, retention::Selection::OlderThan(cutoff), 2)).unwrap().is_empty());
+    store.close();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_deleted_project_goes_whole_and_envelopes_queued_for_it_are_dropped() {
+    let (store, dir) = temp_store("remove-project");
+    let web = project(&store);
+    let api = store.write_blocking(|c| Ok(accounts::create_project(c, "acme", "api", "API", None)?.0.id)).unwrap();
+    let events: Vec<(i64, String)> = (0..25).map(|n| (if n % 5 == 0 { api } else { web }, format!("{n:032x}"))).collect();
+    let rows: Vec<(i64, &str, f64, &str)> = events.iter().map(|(p, id)| (*p, id.as_str(), now(), r#"{"message": "boom"}"#)).collect();
+    digest_events(&store, &rows);
+    let count = |sql: &'static str, pid: i64| store.read(move |c| Ok(c.query_row(sql, [pid], |r| r.get::<_, i64>(0))?)).unwrap();
+
+    let mut total = retention::Deleted::default();
+    loop {
+        let d = store.write_blocking(move |c| retention::delete_chunk(c, retention::Selection::Project(web), 3)).unwrap();
+        if d.is_empty() {
+            break;
+        }
+        total.add(d);
+    }
+    assert_eq!((total.events, total.issues), (20, 1), "{total}");
+    store.write_blocking(move |c| retention::finish_project(c, web)).unwrap();
+    assert_eq!(count("SELECT COUNT(*) FROM projects WHERE id = ?", web), 0);
+    assert_eq!(count("SELECT COUNT(*) FROM project_keys WHERE project_id = ?", web), 0);
+    assert_eq!(count("SELECT COUNT(*) FROM item_counts WHERE project_id = ?", web), 0);
+    assert_eq!(count("SELECT COUNT(*) FROM events WHERE project_id = ?", api), 5, "the other project keeps its events");
+    assert_eq!(count("SELECT COUNT(*) FROM issues WHERE project_id = ?", api), 1);
+
+    // An envelope queued for the deleted project before its keys went: dropped,
+    // and the rest of its batch is stored (a failing batch would be retried forever).
+    let outcomes = digest_events(&store, &[(web, "f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0", now(), r#"{"message": "late"}"#), (api, "f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1", now(), r#"{"message": "boom"}"#)]);
+    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+    assert_eq!(outcomes[0].project_id, api);
+    assert_eq!(count("SELECT COUNT(*) FROM events WHERE project_id = ?", api), 6);
+    assert_eq!(count("SELECT COUNT(*) FROM events WHERE project_id = ?", web), 0);
     store.close();
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -199,3 +199,25 @@ fn cleanup_deletes_old_events_and_their_issues_beside_a_running_server() {
     let out = p.command().args(["cleanup"]).env("PICKET_RETENTION_DAYS", "0").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("--older-than 30d"), "{out:?}");
 }
+
+#[test]
+fn a_project_is_removed_only_with_yes_and_then_whole() {
+    let p = Picket::start("cli-remove-project");
+    let r = reqwest::blocking::Client::new()
+        .post(format!("{}/api/{}/store/?sentry_key={}", p.base_url(), p.project_id, p.public_key))
+        .body("{\"message\":\"hello\"}")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    p.wait_for_events(1);
+    let out = p.cli(&["project", "remove", "acme/web"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("with its keys and 1 event, 1 issue") && err.contains("--yes"), "{err}");
+    assert_eq!(p.event_count(), 1, "nothing changed without --yes");
+    let out = p.cli_ok(&["project", "remove", "acme/web", "--yes"]);
+    assert!(out.contains("deleted project acme/web: 1 event, 1 issue"), "{out}");
+    let (status, _, _) = p.api_request("GET", "/api/0/projects/acme/web/", None);
+    assert_eq!(status, 404);
+    let out = p.cli(&["project", "remove", "acme/web", "--yes"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"), "{out:?}");
+}
