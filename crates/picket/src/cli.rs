@@ -478,7 +478,7 @@ fn cleanup(config: &Config, older_than: Option<std::time::Duration>) -> Result<(
     let store = open_store(config)?;
     let cutoff = picket_store::now() - age.as_secs_f64();
     let started = std::time::Instant::now();
-    let deleted = delete_showing_progress(&store, picket_store::retention::Selection::OlderThan(cutoff))?;
+    let deleted = with_progress(|progress| picket_store::retention::delete(&store, picket_store::retention::Selection::OlderThan(cutoff), progress))?;
     store.close();
     if deleted.is_empty() {
         println!("nothing is older than {}", format_age(age));
@@ -489,10 +489,10 @@ fn cleanup(config: &Config, older_than: Option<std::time::Duration>) -> Result<(
 }
 
 /// `picket project remove`: the keys first (so that no more events come),
-/// then the data in chunks with progress on stderr, then the project.
-/// Interrupted, it can be run again: it goes on where it stopped.
+/// then the data in chunks with progress on stderr, then the project. A
+/// serving Picket finishes a deletion that was interrupted.
 fn remove_project(config: &Config, path: &str, yes: bool) -> Result<()> {
-    use picket_store::retention::{self, Selection};
+    use picket_store::retention;
     let (org, slug) = split_project_path(path)?;
     let store = open_store(config)?;
     let project = store.read(|c| accounts::project_by_slug(c, &org, &slug))?;
@@ -504,28 +504,27 @@ fn remove_project(config: &Config, path: &str, yes: bool) -> Result<()> {
         })?;
         bail!("this deletes project {org}/{slug} for good, with its keys and {held} (and any transactions, attachments and feedback); run again with --yes to do it");
     }
-    let keys = store.write_blocking(move |c| Ok(c.execute("DELETE FROM project_keys WHERE project_id = ?", [pid])?))?;
-    eprintln!("removed {keys} key{} of {org}/{slug}: its events are refused ({SERVER_CACHE_NOTE})", if keys == 1 { "" } else { "s" });
     let started = std::time::Instant::now();
-    let deleted = delete_showing_progress(&store, Selection::Project(pid))?;
-    store.write_blocking(move |c| retention::finish_project(c, pid))?;
+    let deleted = with_progress(|progress| retention::delete_project(&store, pid, progress))?;
     store.close();
     println!("deleted project {org}/{slug}: {deleted} in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 
 /// Runs a deletion to its end, with what it deleted so far on stderr once a second.
-fn delete_showing_progress(store: &Store, selection: picket_store::retention::Selection) -> Result<picket_store::retention::Deleted> {
+fn with_progress(
+    run: impl FnOnce(&mut dyn FnMut(&picket_store::retention::Deleted) -> std::ops::ControlFlow<()>) -> picket_store::Result<picket_store::retention::Deleted>,
+) -> Result<picket_store::retention::Deleted> {
     let started = std::time::Instant::now();
     let mut shown = std::time::Instant::now();
-    let progress = |so_far: &picket_store::retention::Deleted| {
+    let mut progress = |so_far: &picket_store::retention::Deleted| {
         if shown.elapsed() >= std::time::Duration::from_secs(1) {
             eprintln!("deleting... {so_far} ({:.0} s)", started.elapsed().as_secs_f64());
             shown = std::time::Instant::now();
         }
         std::ops::ControlFlow::Continue(())
     };
-    Ok(picket_store::retention::delete(store, selection, progress)?)
+    Ok(run(&mut progress)?)
 }
 
 /// An age such as `30d`, `12h`, `90m` or `3600s` (a number and a unit).
@@ -653,6 +652,7 @@ fn serve(config: Config) -> Result<()> {
         let post_process = tokio::spawn(picket_server::plugins::run_post_process(state.clone(), stop_rx.clone()));
         let refusals = tokio::spawn(picket_server::ingest::write_refusals(state.clone(), stop_rx.clone()));
         let retention = tokio::spawn(picket_server::retention::run(store.clone(), config.retention(), stop_rx));
+        picket_server::retention::resume_project_deletions(&store).await;
         let app = picket_server::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
         tracing::info!(bind = %config.bind, database = %store.path().display(), startup_ms = started.elapsed().as_millis() as u64, "picket is serving");
         for warning in config.warnings() {

@@ -18,7 +18,7 @@ use crate::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/0/projects/", get(list_projects))
-        .route("/api/0/projects/{org}/{project}/", get(get_project))
+        .route("/api/0/projects/{org}/{project}/", get(get_project).delete(delete_project))
         .route("/api/0/projects/{org}/{project}/keys/", get(list_keys))
         .route("/api/0/projects/{org}/{project}/issues/", get(list_issues))
         .route("/api/0/projects/{org}/{project}/events/{event_id}/", get(get_event))
@@ -110,6 +110,26 @@ async fn get_project(State(state): State<AppState>, headers: HeaderMap, Path((or
     let (p, _) = project_for(&state, &user, org, project).await?;
     Ok(Json(project_json(&p)))
 }
+
+/// `DELETE`: admins and owners (unless a plugin vetoes `remove_project`).
+/// The keys go and the project disappears at once; its data is deleted in
+/// the background (`202 Accepted`, as Sentry answers).
+async fn delete_project(State(state): State<AppState>, headers: HeaderMap, Path((org, project)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
+    let user = authed_user(&state, &headers).await?;
+    let (p, role) = project_for(&state, &user, org, project).await?;
+    let ctx = crate::plugin_api::perm_context(&user, &role, picket_plugin_api::Permission::RemoveProject, &p);
+    if !crate::plugin_api::allowed(&state, p.id, &ctx, ADMIN_ROLES.contains(&role.as_str())).await? {
+        return Err(ApiError::forbidden(format!("only an admin or owner of {} may delete a project", p.org_slug)));
+    }
+    let pid = p.id;
+    state.store.write(move |c| accounts::start_project_deletion(c, pid)).await?;
+    tracing::info!(project = %format!("{}/{}", p.org_slug, p.slug), user = %user.email, "project deletion started");
+    crate::retention::spawn_project_deletion(state.store.clone(), pid);
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Roles that may delete a project.
+const ADMIN_ROLES: &[&str] = &["admin", "owner"];
 
 async fn list_keys(State(state): State<AppState>, headers: HeaderMap, Path((org, project)): Path<(String, String)>) -> Result<Json<Value>, ApiError> {
     let user = authed_user(&state, &headers).await?;

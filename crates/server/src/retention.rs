@@ -47,3 +47,30 @@ pub async fn run(store: Store, keep: Option<Duration>, mut shutdown: watch::Rece
         }
     }
 }
+
+/// Deletes a project in the background, on a blocking thread: what the API's
+/// `DELETE` starts, and what a start resumes. If Picket stops meanwhile, the
+/// project stays hidden and half deleted until the next start finishes it.
+pub fn spawn_project_deletion(store: Store, project_id: i64) {
+    tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        match retention::delete_project(&store, project_id, |_| ControlFlow::Continue(())) {
+            Ok(deleted) => tracing::info!(project_id, seconds = started.elapsed().as_secs_f64(), "deleted project: {deleted}"),
+            Err(picket_store::StoreError::WriterGone) => tracing::info!(project_id, "stopping: the project's deletion goes on at the next start"),
+            Err(e) => tracing::error!(project_id, error = %e, "deleting the project failed; the next start tries again"),
+        }
+    });
+}
+
+/// At start: finishes the deletions a stop interrupted.
+pub async fn resume_project_deletions(store: &Store) {
+    match store.read_async(picket_store::accounts::projects_being_deleted).await {
+        Ok(ids) => {
+            for id in ids {
+                tracing::info!(project_id = id, "resuming the deletion of a project");
+                spawn_project_deletion(store.clone(), id);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot list the projects being deleted; their deletion resumes at the next start"),
+    }
+}

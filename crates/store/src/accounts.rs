@@ -198,7 +198,7 @@ pub fn create_project(conn: &Connection, org_slug: &str, slug: &str, name: &str,
 }
 
 pub fn project_by_id(conn: &Connection, id: i64) -> Result<Project> {
-    conn.prepare_cached(&format!("SELECT {PROJECT_COLUMNS} FROM projects p JOIN organizations o ON o.id = p.org_id WHERE p.id = ?"))?
+    conn.prepare_cached(&format!("SELECT {PROJECT_COLUMNS} FROM projects p JOIN organizations o ON o.id = p.org_id WHERE p.id = ? AND NOT p.deleting"))?
         .query_row([id], project_row)
         .optional()?
         .ok_or_else(|| StoreError::NotFound(format!("project {id}")))
@@ -206,7 +206,7 @@ pub fn project_by_id(conn: &Connection, id: i64) -> Result<Project> {
 
 pub fn project_by_slug(conn: &Connection, org_slug: &str, slug: &str) -> Result<Project> {
     conn.query_row(
-        &format!("SELECT {PROJECT_COLUMNS} FROM projects p JOIN organizations o ON o.id = p.org_id WHERE o.slug = ? AND p.slug = ?"),
+        &format!("SELECT {PROJECT_COLUMNS} FROM projects p JOIN organizations o ON o.id = p.org_id WHERE o.slug = ? AND p.slug = ? AND NOT p.deleting"),
         [org_slug, slug],
         project_row,
     )
@@ -218,11 +218,29 @@ pub fn project_by_slug(conn: &Connection, org_slug: &str, slug: &str) -> Result<
 pub fn projects_for_user(conn: &Connection, user: &User) -> Result<Vec<Project>> {
     let mut st = conn.prepare(&format!(
         "SELECT {PROJECT_COLUMNS} FROM projects p JOIN organizations o ON o.id = p.org_id
-         WHERE ?1 OR EXISTS (SELECT 1 FROM org_members m WHERE m.org_id = p.org_id AND m.user_id = ?2)
+         WHERE NOT p.deleting AND (?1 OR EXISTS (SELECT 1 FROM org_members m WHERE m.org_id = p.org_id AND m.user_id = ?2))
          ORDER BY o.slug, p.slug"
     ))?;
     let rows = st.query_map(params![user.is_superuser, user.id], project_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Starts deleting a project: its keys go (ingest refuses its events), it
+/// is hidden from every lookup, and its slug is free for a new project.
+/// Its data goes afterwards, in chunks: `retention::delete` with
+/// `Selection::Project`, then `retention::finish_project`.
+pub fn start_project_deletion(conn: &Connection, project_id: i64) -> Result<()> {
+    conn.execute("DELETE FROM project_keys WHERE project_id = ?", [project_id])?;
+    conn.execute("UPDATE projects SET deleting = 1, slug = slug || '~deleted~' || id WHERE id = ? AND NOT deleting", [project_id])?;
+    Ok(())
+}
+
+/// Projects whose deletion was started and is not finished (it stopped
+/// halfway, or is running now).
+pub fn projects_being_deleted(conn: &Connection) -> Result<Vec<i64>> {
+    let mut st = conn.prepare_cached("SELECT id FROM projects WHERE deleting = 1 ORDER BY id")?;
+    let ids = st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    Ok(ids)
 }
 
 /// Sets the browser origins allowed to send events, separated by spaces (`*`: any).

@@ -218,15 +218,16 @@ pub fn apply_with(conn: &Connection, batch: &[PreparedBatchItem], tags: TagsInBa
     Ok((outcomes, kept_back))
 }
 
-/// The batch's projects that no longer exist: deleted while envelopes for
-/// them were queued (or in the seconds a server still takes their keys).
+/// The batch's projects that are deleted or being deleted: envelopes for
+/// them were queued before (or in the seconds a server still takes their
+/// keys).
 /// Those envelopes are dropped with their queue rows; storing them would
 /// fail the foreign keys, and with them the whole batch at every retry.
 fn deleted_projects(conn: &Connection, batch: &[PreparedBatchItem]) -> Result<Vec<i64>> {
     let mut ids: Vec<i64> = batch.iter().map(|i| i.env.project_id).collect();
     ids.sort_unstable();
     ids.dedup();
-    let mut exists = conn.prepare_cached("SELECT 1 FROM projects WHERE id = ?")?;
+    let mut exists = conn.prepare_cached("SELECT 1 FROM projects WHERE id = ? AND NOT deleting")?;
     let mut deleted = Vec::new();
     for id in ids {
         if !exists.exists([id])? {

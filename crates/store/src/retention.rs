@@ -102,7 +102,7 @@ const BY_ROW_ORDER: [(&str, &str); 6] = [
 pub enum Selection {
     /// Everything older than this time (Unix seconds): retention.
     OlderThan(f64),
-    /// Everything of this project (then the project itself, with
+    /// Everything of this project (then the rest of it, with
     /// [`finish_project`]).
     Project(i64),
 }
@@ -151,8 +151,9 @@ pub fn delete_chunk(conn: &Connection, selection: Selection, rows: usize) -> Res
 }
 
 /// The last step of deleting a project, after its chunks: what is left of it
-/// (its keys, options, counters, queued envelopes) and the project itself.
-/// Envelopes queued for it after this are dropped by the digest.
+/// (options, counters, queued envelopes, and anything the chunks did not
+/// reach). Its row stays, marked deleted, so that its id is never given to
+/// another project: envelopes still queued for it must not land there.
 pub fn finish_project(conn: &Connection, project_id: i64) -> Result<()> {
     for sql in [
         "DELETE FROM queue WHERE project_id = ?1",
@@ -161,8 +162,18 @@ pub fn finish_project(conn: &Connection, project_id: i64) -> Result<()> {
         "DELETE FROM client_outcomes WHERE project_id = ?1",
         "DELETE FROM project_dictionaries WHERE project_id = ?1",
         "DELETE FROM plugin_options WHERE scope IN ('project', 'user') AND scope_id = ?1",
-        // Whatever arrived since the last chunk goes with the project (cascades).
-        "DELETE FROM projects WHERE id = ?1",
+        "DELETE FROM project_keys WHERE project_id = ?1",
+        "DELETE FROM session_aggregates WHERE project_id = ?1",
+        // Normally nothing by now: the chunks took it, and the digest stores
+        // nothing for a project being deleted.
+        "DELETE FROM issues WHERE project_id = ?1",
+        "DELETE FROM events WHERE project_id = ?1",
+        "DELETE FROM transactions WHERE project_id = ?1",
+        "DELETE FROM attachments WHERE project_id = ?1",
+        "DELETE FROM user_reports WHERE project_id = ?1",
+        "DELETE FROM check_ins WHERE project_id = ?1",
+        "DELETE FROM sessions WHERE project_id = ?1",
+        "UPDATE projects SET deleting = 2 WHERE id = ?1",
     ] {
         conn.execute(sql, [project_id])?;
     }
@@ -233,3 +244,23 @@ pub fn delete(store: &crate::Store, selection: Selection, mut progress: impl FnM
 pub const CHUNK_TARGET: std::time::Duration = std::time::Duration::from_millis(10);
 const MIN_CHUNK_ROWS: usize = 50;
 const MAX_CHUNK_ROWS: usize = 10_000;
+
+/// Deletes a project whole: starts its deletion (its keys go, it is hidden;
+/// `accounts::start_project_deletion`), deletes its data like [`delete`],
+/// then the project ([`finish_project`]). Safe to run again on a project
+/// whose deletion stopped halfway. When `progress` breaks, the project stays
+/// hidden and half deleted, for a later run to finish.
+pub fn delete_project(store: &crate::Store, project_id: i64, progress: impl FnMut(&Deleted) -> std::ops::ControlFlow<()>) -> Result<Deleted> {
+    store.write_blocking(move |c| crate::accounts::start_project_deletion(c, project_id))?;
+    let mut broke = false;
+    let mut progress = progress;
+    let deleted = delete(store, Selection::Project(project_id), |so_far| {
+        let flow = progress(so_far);
+        broke = flow.is_break();
+        flow
+    })?;
+    if !broke {
+        store.write_blocking(move |c| finish_project(c, project_id))?;
+    }
+    Ok(deleted)
+}

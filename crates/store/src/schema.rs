@@ -350,6 +350,13 @@ const MIGRATIONS: &[&str] = &[
     UPDATE projects SET issue_counter = (SELECT IFNULL(MAX(short_id), 0) FROM issues WHERE issues.project_id = projects.id);
     CREATE UNIQUE INDEX issues_short_id ON issues(project_id, short_id);
     "#,
+    // 9: deleted projects. 1: being deleted, in chunks beside ingest
+    // (`retention.rs`; a start resumes what a stop interrupted); 2: deleted,
+    // the row kept so that the id is never reused. Either way hidden from
+    // every lookup, with no keys and a free slug.
+    r#"
+    ALTER TABLE projects ADD COLUMN deleting INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// The page size of new databases.

@@ -678,17 +678,23 @@ fn a_deleted_project_goes_whole_and_envelopes_queued_for_it_are_dropped() {
     digest_events(&store, &rows);
     let count = |sql: &'static str, pid: i64| store.read(move |c| Ok(c.query_row(sql, [pid], |r| r.get::<_, i64>(0))?)).unwrap();
 
+    // Started, then stopped halfway (a few chunks), as a stop of the server would leave it.
+    store.write_blocking(move |c| accounts::start_project_deletion(c, web)).unwrap();
+    assert!(store.read(|c| accounts::project_by_slug(c, "acme", "web")).is_err(), "hidden at once");
+    assert_eq!(count("SELECT COUNT(*) FROM project_keys WHERE project_id = ?", web), 0, "its keys go at once");
+    assert_eq!(store.read(accounts::projects_being_deleted).unwrap(), [web]);
     let mut total = retention::Deleted::default();
-    loop {
-        let d = store.write_blocking(move |c| retention::delete_chunk(c, retention::Selection::Project(web), 3)).unwrap();
-        if d.is_empty() {
-            break;
-        }
-        total.add(d);
+    for _ in 0..3 {
+        total.add(store.write_blocking(move |c| retention::delete_chunk(c, retention::Selection::Project(web), 3)).unwrap());
     }
+    assert_eq!(total.events, 9, "{total}");
+    // Resumed: the rest goes, then the project.
+    total.add(retention::delete_project(&store, web, |_| std::ops::ControlFlow::Continue(())).unwrap());
     assert_eq!((total.events, total.issues), (20, 1), "{total}");
-    store.write_blocking(move |c| retention::finish_project(c, web)).unwrap();
-    assert_eq!(count("SELECT COUNT(*) FROM projects WHERE id = ?", web), 0);
+    assert!(store.read(accounts::projects_being_deleted).unwrap().is_empty());
+    // Its slug is free for a new project.
+    store.write_blocking(|c| Ok(accounts::create_project(c, "acme", "web", "Web again", None)?.0.id)).unwrap();
+    assert_eq!(count("SELECT COUNT(*) FROM projects WHERE id = ? AND deleting = 2", web), 1, "the row stays, marked deleted: its id is not reused");
     assert_eq!(count("SELECT COUNT(*) FROM project_keys WHERE project_id = ?", web), 0);
     assert_eq!(count("SELECT COUNT(*) FROM item_counts WHERE project_id = ?", web), 0);
     assert_eq!(count("SELECT COUNT(*) FROM events WHERE project_id = ?", api), 5, "the other project keeps its events");

@@ -178,3 +178,23 @@ fn events_entries_tags_keys_and_pagination() {
         assert!(detail.starts_with("invalid query string: limit"), "{path}: {detail}");
     }
 }
+
+#[test]
+fn deleting_a_project_hides_it_at_once_and_deletes_its_data_in_the_background() {
+    let p = Picket::start("api-delete-project");
+    send(&p, json!({"message": "soon gone"}));
+    p.wait_for_events(1);
+    let delete = |token: &str| Client::new().delete(format!("{}/api/0/projects/acme/web/", p.base_url())).bearer_auth(token).send().unwrap().status().as_u16();
+    p.cli_ok(&["createuser", "--email", "member@example.com", "--password", "another long one"]);
+    p.cli_ok(&["org", "add-member", "acme", "--email", "member@example.com", "--role", "member"]);
+    let member = crate::harness::last_line(&p.cli_ok(&["token", "create", "--email", "member@example.com"]));
+    assert_eq!(delete(&member), 403, "a member may not delete a project");
+    assert_eq!(p.event_count(), 1);
+    assert_eq!(delete(&p.token), 202);
+    assert_eq!(p.api_request("GET", "/api/0/projects/acme/web/", None).0, 404);
+    assert_eq!(p.api("/api/0/projects/"), json!([]));
+    assert_eq!(delete(&p.token), 404, "already gone");
+    p.wait_for("the background deletion", || p.log().contains("deleted project: 1 event, 1 issue"));
+    // The slug is free again.
+    assert!(p.cli_ok(&["project", "create", "acme/web"]).contains("http"));
+}
