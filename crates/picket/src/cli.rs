@@ -56,6 +56,12 @@ enum Command {
     },
     /// Check the configuration and the database, and say what is wrong.
     Check,
+    /// Write a consistent, compacted copy of the database to a new file, beside a
+    /// serving Picket. To restore: stop Picket and put the copy in place of the database.
+    Backup {
+        /// The new file (it must not exist).
+        to: PathBuf,
+    },
     /// Delete events, issues and other data older than the retention period now
     /// (`picket serve` does it every hour on its own). Safe beside a serving Picket.
     Cleanup {
@@ -100,6 +106,11 @@ enum OrgCommand {
 
 #[derive(Subcommand)]
 enum ProjectCommand {
+    /// List projects (of one organization, if given): ORG/SLUG, name, id.
+    List {
+        /// Only this organization's.
+        org: Option<String>,
+    },
     /// Create a project; prints its DSN as the last line.
     Create {
         /// ORG/SLUG
@@ -268,6 +279,17 @@ pub fn run() -> Result<()> {
             }
             Ok(())
         }
+        Command::Project { command: ProjectCommand::List { org } } => {
+            let store = open_store(&config)?;
+            if let Some(org) = &org {
+                let org = org.clone();
+                store.read(move |c| accounts::org_by_slug(c, &org))?;
+            }
+            for p in store.read(move |c| accounts::list_projects(c, org.as_deref()))? {
+                println!("{}/{}\t{}\t{}", p.org_slug, p.slug, p.name, p.id);
+            }
+            Ok(())
+        }
         Command::Project { command: ProjectCommand::Create { path, name, platform } } => {
             let (org, slug) = split_project_path(&path)?;
             let store = open_store(&config)?;
@@ -402,6 +424,22 @@ pub fn run() -> Result<()> {
         }
         Command::Check => check(&config),
         Command::Cleanup { older_than } => cleanup(&config, older_than),
+        Command::Backup { to } => {
+            let path = config.database_path()?;
+            let started = std::time::Instant::now();
+            let report = picket_store::backup(&path, &to).with_context(|| format!("cannot back up '{}' to '{}'", path.display(), to.display()))?;
+            if report.check != "ok" {
+                bail!("the backup '{}' does not pass SQLite's check ({}); keep the database and try again", to.display(), report.check);
+            }
+            println!(
+                "backed up {} to {} ({:.1} MB, checked) in {:.1} s; to restore, stop picket and put it in place of the database",
+                path.display(),
+                to.display(),
+                report.bytes as f64 / 1e6,
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
         Command::Plugins { command } => crate::plugins_cmd::run(command, &open_store(&config)?),
     }
 }

@@ -243,6 +243,16 @@ pub fn projects_being_deleted(conn: &Connection) -> Result<Vec<i64>> {
     Ok(ids)
 }
 
+/// Every project (of one organization, if given), ordered by organization and slug.
+pub fn list_projects(conn: &Connection, org_slug: Option<&str>) -> Result<Vec<Project>> {
+    let mut st = conn.prepare(&format!(
+        "SELECT {PROJECT_COLUMNS} FROM projects p JOIN organizations o ON o.id = p.org_id
+         WHERE NOT p.deleting AND (?1 IS NULL OR o.slug = ?1) ORDER BY o.slug, p.slug"
+    ))?;
+    let rows = st.query_map([org_slug], project_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// Sets the browser origins allowed to send events, separated by spaces (`*`: any).
 pub fn set_allowed_origins(conn: &Connection, project_id: i64, origins: &str) -> Result<()> {
     conn.execute("UPDATE projects SET allowed_origins = ? WHERE id = ?", params![origins, project_id])?;

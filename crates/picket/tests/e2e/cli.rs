@@ -231,3 +231,41 @@ fn a_project_is_removed_only_with_yes_and_then_whole() {
     let out = p.cli(&["project", "remove", "acme/web", "--yes"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("not found"), "{out:?}");
 }
+
+#[test]
+fn a_backup_taken_beside_a_running_server_is_a_working_database() {
+    let p = Picket::start("cli-backup");
+    let r = reqwest::blocking::Client::new()
+        .post(format!("{}/api/{}/store/?sentry_key={}", p.base_url(), p.project_id, p.public_key))
+        .body("{\"message\":\"kept in the backup\"}")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    p.wait_for_events(1);
+    let to = p.dir.join("backup.sqlite3");
+    let out = p.cli_ok(&["backup", to.to_str().unwrap()]);
+    assert!(out.contains("checked") && out.contains("to restore, stop picket"), "{out}");
+    let out = p.cli(&["backup", to.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exists already"), "never overwrites: {out:?}");
+    // The copy is a database Picket opens, with the project and its event.
+    let on_copy = |args: &[&str]| p.command().args(args).env("PICKET_DATABASE_URL", format!("sqlite:{}", to.display())).output().unwrap();
+    let check = on_copy(&["check"]);
+    assert!(check.status.success(), "{check:?}");
+    assert!(String::from_utf8_lossy(&on_copy(&["project", "list"]).stdout).starts_with("acme/web\t"));
+    let events = on_copy(&["cleanup", "--older-than", "0s"]);
+    assert!(String::from_utf8_lossy(&events.stdout).contains("deleted 1 event, 1 issue"), "{events:?}");
+    assert_eq!(p.event_count(), 1, "the server's own database is untouched");
+}
+
+#[test]
+fn projects_are_listed_per_organization() {
+    let p = Picket::start("cli-project-list");
+    p.cli_ok(&["org", "create", "beta"]);
+    p.cli_ok(&["project", "create", "beta/api", "--name", "API"]);
+    let all = p.cli_ok(&["project", "list"]);
+    let slugs: Vec<&str> = all.lines().map(|l| l.split('\t').next().unwrap()).collect();
+    assert_eq!(slugs, ["acme/web", "beta/api"], "{all}");
+    let beta = p.cli_ok(&["project", "list", "beta"]);
+    assert!(beta.starts_with("beta/api\tAPI\t") && beta.lines().count() == 1, "{beta}");
+    assert!(String::from_utf8_lossy(&p.cli(&["project", "list", "nope"]).stderr).contains("not found"));
+}
