@@ -113,19 +113,25 @@ async fn get_project(State(state): State<AppState>, headers: HeaderMap, Path((or
 
 /// `DELETE`: admins and owners (unless a plugin vetoes `remove_project`).
 /// The keys go and the project disappears at once; its data is deleted in
-/// the background (`202 Accepted`, as Sentry answers).
+/// the background. `204 No Content`, as Sentry answers.
 async fn delete_project(State(state): State<AppState>, headers: HeaderMap, Path((org, project)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
     let user = authed_user(&state, &headers).await?;
     let (p, role) = project_for(&state, &user, org, project).await?;
+    let by_role = ADMIN_ROLES.contains(&role.as_str());
     let ctx = crate::plugin_api::perm_context(&user, &role, picket_plugin_api::Permission::RemoveProject, &p);
-    if !crate::plugin_api::allowed(&state, p.id, &ctx, ADMIN_ROLES.contains(&role.as_str())).await? {
-        return Err(ApiError::forbidden(format!("only an admin or owner of {} may delete a project", p.org_slug)));
+    if !crate::plugin_api::allowed(&state, p.id, &ctx, by_role).await? {
+        return Err(ApiError::forbidden(if by_role {
+            "a plugin enabled in this project vetoes remove_project: ask a superuser, or switch the plugin off".to_string()
+        } else {
+            format!("only an admin or owner of {} may delete a project", p.org_slug)
+        }));
     }
     let pid = p.id;
     state.store.write(move |c| accounts::start_project_deletion(c, pid)).await?;
+    state.keys.forget_project(pid);
     tracing::info!(project = %format!("{}/{}", p.org_slug, p.slug), user = %user.email, "project deletion started");
     crate::retention::spawn_project_deletion(state.store.clone(), pid);
-    Ok(StatusCode::ACCEPTED)
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Roles that may delete a project.

@@ -177,6 +177,13 @@ pub(crate) struct KeyCache {
     entries: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Option<KeyInfo>)>>,
 }
 
+impl KeyCache {
+    /// Forgets a project's keys at once (it was deleted by this server).
+    pub(crate) fn forget_project(&self, project_id: i64) {
+        self.entries.lock().expect("key cache").retain(|_, (_, info)| info.as_ref().is_none_or(|i| i.key.project_id != project_id));
+    }
+}
+
 const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 const KEY_CACHE_MAX: usize = 10_000;
 

@@ -261,7 +261,16 @@ async fn run_batch(state: &AppState, batch: Vec<Work>) -> picket_store::Result<(
                 let (project, plugins, members) = match projects.entry(job.project_id) {
                     std::collections::hash_map::Entry::Occupied(e) => e.get().clone(),
                     std::collections::hash_map::Entry::Vacant(slot) => {
-                        let project = accounts::project_by_id(c, job.project_id)?;
+                        // A project deleted (or being deleted) since: its jobs are gone
+                        // too, not a failure of the whole batch.
+                        let project = match accounts::project_by_id(c, job.project_id) {
+                            Ok(p) => p,
+                            Err(picket_store::StoreError::NotFound(_)) => {
+                                gone.push(job);
+                                continue;
+                            }
+                            Err(e) => return Err(e),
+                        };
                         let members = Arc::new(stored::org_members(c, project.org_id)?);
                         let plugins = st.plugins.project_blocking(c, job.project_id)?;
                         slot.insert((project, plugins, members)).clone()

@@ -231,6 +231,8 @@ pub fn projects_for_user(conn: &Connection, user: &User) -> Result<Vec<Project>>
 /// `Selection::Project`, then `retention::finish_project`.
 pub fn start_project_deletion(conn: &Connection, project_id: i64) -> Result<()> {
     conn.execute("DELETE FROM project_keys WHERE project_id = ?", [project_id])?;
+    // No more notifications for it, in this server or after a restart.
+    conn.execute("DELETE FROM post_process WHERE project_id = ?", [project_id])?;
     conn.execute("UPDATE projects SET deleting = 1, slug = slug || '~deleted~' || id WHERE id = ? AND NOT deleting", [project_id])?;
     Ok(())
 }

@@ -110,23 +110,37 @@ pub enum Selection {
 /// Deletes one chunk of `selection`: up to `rows` of each table, then the
 /// issues left without events. Run it as a write job, again until it
 /// returns [`Deleted::is_empty`].
+///
+/// Issues are looked at cheaply: for retention, those whose events the
+/// chunk deleted, and all the old ones (a scan of the project's old issues)
+/// only once no old event is left; for a project, its issues once its events
+/// are gone (the digest stores none for a project being deleted).
 pub fn delete_chunk(conn: &Connection, selection: Selection, rows: usize) -> Result<Deleted> {
     let mut deleted = Deleted::default();
+    let key = match selection {
+        Selection::OlderThan(cutoff) => rusqlite::types::Value::Real(cutoff),
+        Selection::Project(id) => rusqlite::types::Value::Integer(id),
+    };
+    let mut touched_issues: Vec<i64> = Vec::new();
     for (table, column) in BY_ROW_ORDER {
-        let sql = match selection {
+        let chosen = match selection {
             // The first `rows` rows by row id, of which those older than the cutoff.
-            Selection::OlderThan(_) => format!(
-                "DELETE FROM {table} WHERE rowid IN
-                 (SELECT rowid FROM (SELECT rowid, {column} AS t FROM {table} ORDER BY rowid LIMIT ?2) WHERE t < ?1)"
-            ),
+            Selection::OlderThan(_) => format!("SELECT rowid FROM (SELECT rowid, {column} AS t FROM {table} ORDER BY rowid LIMIT ?2) WHERE t < ?1"),
             // Every table has an index that starts with `project_id`.
-            Selection::Project(_) => format!("DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE project_id = ?1 LIMIT ?2)"),
+            Selection::Project(_) => format!("SELECT rowid FROM {table} WHERE project_id = ?1 LIMIT ?2"),
         };
-        let key = match selection {
-            Selection::OlderThan(cutoff) => rusqlite::types::Value::Real(cutoff),
-            Selection::Project(id) => rusqlite::types::Value::Integer(id),
+        let n = if table == "events" {
+            let mut st = conn.prepare_cached(&format!("DELETE FROM events WHERE rowid IN ({chosen}) RETURNING issue_id"))?;
+            let issues = st.query_map(params![key, rows as i64], |r| r.get::<_, Option<i64>>(0))?;
+            let mut n = 0;
+            for issue in issues {
+                n += 1;
+                touched_issues.extend(issue?);
+            }
+            n
+        } else {
+            conn.prepare_cached(&format!("DELETE FROM {table} WHERE rowid IN ({chosen})"))?.execute(params![key, rows as i64])? as u64
         };
-        let n = conn.prepare_cached(&sql)?.execute(params![key, rows as i64])? as u64;
         match table {
             "events" => deleted.events = n,
             "transactions" => deleted.transactions = n,
@@ -137,8 +151,17 @@ pub fn delete_chunk(conn: &Connection, selection: Selection, rows: usize) -> Res
         }
     }
     deleted.issues = match selection {
-        Selection::OlderThan(cutoff) => delete_old_issues(conn, cutoff)?,
-        Selection::Project(id) => delete_project_issues(conn, id)?,
+        Selection::OlderThan(cutoff) => {
+            touched_issues.sort_unstable();
+            touched_issues.dedup();
+            let mut n = delete_issues_left_without_events(conn, &touched_issues, cutoff)?;
+            if deleted.events == 0 {
+                n += delete_old_issues(conn, cutoff)?;
+            }
+            n
+        }
+        Selection::Project(id) if deleted.events == 0 => delete_project_issues(conn, id, rows)?,
+        Selection::Project(_) => 0,
     };
     // The same bookkeeping as deleting by hand: kept-back tag counts may name
     // a deleted issue, and row ids may be given out again.
@@ -148,6 +171,16 @@ pub fn delete_chunk(conn: &Connection, selection: Selection, rows: usize) -> Res
         crate::tags::after_events_deleted(conn)?;
     }
     Ok(deleted)
+}
+
+/// Of these issues, those last seen before the cutoff with no event left.
+fn delete_issues_left_without_events(conn: &Connection, issues: &[i64], cutoff: f64) -> Result<u64> {
+    let mut st = conn.prepare_cached("DELETE FROM issues WHERE id = ?1 AND last_seen < ?2 AND NOT EXISTS (SELECT 1 FROM events WHERE issue_id = ?1)")?;
+    let mut n = 0;
+    for &id in issues {
+        n += st.execute(params![id, cutoff])? as u64;
+    }
+    Ok(n)
 }
 
 /// The last step of deleting a project, after its chunks: what is left of it
@@ -196,14 +229,11 @@ fn delete_old_issues(conn: &Connection, cutoff: f64) -> Result<u64> {
     Ok(total)
 }
 
-/// A project's issues with no event left.
-fn delete_project_issues(conn: &Connection, project_id: i64) -> Result<u64> {
-    let n = conn
-        .prepare_cached(
-            "DELETE FROM issues WHERE id IN
-             (SELECT i.id FROM issues i WHERE i.project_id = ?1 AND NOT EXISTS (SELECT 1 FROM events e WHERE e.issue_id = i.id) LIMIT ?2)",
-        )?
-        .execute(params![project_id, CHUNK_ISSUES as i64])?;
+/// Some of a project's issues, once its events are gone (each takes its
+/// hashes, tag counts and the rest with it: fewer than `rows` at a time).
+fn delete_project_issues(conn: &Connection, project_id: i64, rows: usize) -> Result<u64> {
+    let limit = (rows / 5).clamp(1, CHUNK_ISSUES);
+    let n = conn.prepare_cached("DELETE FROM issues WHERE id IN (SELECT id FROM issues WHERE project_id = ?1 LIMIT ?2)")?.execute(params![project_id, limit as i64])?;
     Ok(n as u64)
 }
 

@@ -190,7 +190,9 @@ fn deleting_a_project_hides_it_at_once_and_deletes_its_data_in_the_background() 
     let member = crate::harness::last_line(&p.cli_ok(&["token", "create", "--email", "member@example.com"]));
     assert_eq!(delete(&member), 403, "a member may not delete a project");
     assert_eq!(p.event_count(), 1);
-    assert_eq!(delete(&p.token), 202);
+    assert_eq!(delete(&p.token), 204);
+    let late = Client::new().post(format!("{}/api/{}/store/?sentry_key={}", p.base_url(), p.project_id, p.public_key)).body("{\"message\":\"late\"}").send().unwrap();
+    assert_eq!(late.status(), 403, "its keys are refused at once by the server that deleted it");
     assert_eq!(p.api_request("GET", "/api/0/projects/acme/web/", None).0, 404);
     assert_eq!(p.api("/api/0/projects/"), json!([]));
     assert_eq!(delete(&p.token), 404, "already gone");
