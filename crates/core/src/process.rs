@@ -237,7 +237,10 @@ fn session_update(v: &Value, received: f64) -> Option<SessionUpdate> {
     let (release, environment) = attrs(v);
     let release = release?;
     let sid = str_field(v, "sid")?;
-    let started = v.get("started").and_then(parse_timestamp).unwrap_or(received);
+    // A client clock ahead of ours is not believed beyond a minute (as for
+    // events): retention finds old rows by these times.
+    let at_most_now = |t: f64| t.min(received + 60.0);
+    let started = at_most_now(v.get("started").and_then(parse_timestamp).unwrap_or(received));
     Some(SessionUpdate {
         sid,
         release,
@@ -246,7 +249,7 @@ fn session_update(v: &Value, received: f64) -> Option<SessionUpdate> {
         init: v.get("init").and_then(Value::as_bool).unwrap_or(false),
         status: str_field(v, "status").unwrap_or_else(|| "ok".into()),
         errors: v.get("errors").and_then(Value::as_i64).unwrap_or(0).max(0),
-        timestamp: v.get("timestamp").and_then(parse_timestamp).unwrap_or(received),
+        timestamp: at_most_now(v.get("timestamp").and_then(parse_timestamp).unwrap_or(received)),
     })
 }
 
@@ -313,5 +316,13 @@ mod tests {
         assert!(p.counted.contains(&("profile".into(), "skipped")));
         assert!(p.counted.contains(&("something_new".into(), "skipped")));
         assert!(p.counted.contains(&("event".into(), "invalid")));
+    }
+
+    #[test]
+    fn session_times_ahead_of_the_server_are_not_believed() {
+        let received = 1_710_861_510.0;
+        let body = b"{}\n{\"type\":\"session\"}\n{\"sid\":\"s1\",\"started\":\"2034-03-19T15:18:00Z\",\"timestamp\":\"2034-03-19T15:18:00Z\",\"attrs\":{\"release\":\"1.0\"}}\n";
+        let p = process_envelope(&Origin { received, project_id: 1, ..Origin::default() }, body);
+        assert_eq!((p.sessions[0].started, p.sessions[0].timestamp), (received + 60.0, received + 60.0));
     }
 }

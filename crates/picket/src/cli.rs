@@ -57,7 +57,8 @@ enum Command {
     /// Check the configuration and the database, and say what is wrong.
     Check,
     /// Write a consistent, compacted copy of the database to a new file, beside a
-    /// serving Picket. To restore: stop Picket and put the copy in place of the database.
+    /// serving Picket. To restore: stop Picket, move the database and its -wal and
+    /// -shm files aside, and put the copy in place of the database.
     Backup {
         /// The new file (it must not exist).
         to: PathBuf,
@@ -429,10 +430,10 @@ pub fn run() -> Result<()> {
             let started = std::time::Instant::now();
             let report = picket_store::backup(&path, &to).with_context(|| format!("cannot back up '{}' to '{}'", path.display(), to.display()))?;
             if report.check != "ok" {
-                bail!("the backup '{}' does not pass SQLite's check ({}); keep the database and try again", to.display(), report.check);
+                bail!("the copy did not pass SQLite's check ({}) and was removed; the database is untouched: run picket check, then try again", report.check);
             }
             println!(
-                "backed up {} to {} ({:.1} MB, checked) in {:.1} s; to restore, stop picket and put it in place of the database",
+                "backed up {} to {} ({:.1} MB, checked) in {:.1} s; to restore, stop picket, move the database and its -wal and -shm files aside, and put the copy in its place",
                 path.display(),
                 to.display(),
                 report.bytes as f64 / 1e6,
@@ -533,9 +534,21 @@ fn remove_project(config: &Config, path: &str, yes: bool) -> Result<()> {
     use picket_store::retention;
     let (org, slug) = split_project_path(path)?;
     let store = open_store(config)?;
-    let project = store.read(|c| accounts::project_by_slug(c, &org, &slug))?;
-    let pid = project.id;
-    if !yes {
+    let (pid, resumed) = match store.read(|c| accounts::project_by_slug(c, &org, &slug)) {
+        Ok(project) => (project.id, false),
+        // Its deletion was started and did not finish (interrupted): finish it.
+        Err(picket_store::StoreError::NotFound(what)) => match store.read(|c| accounts::project_being_deleted(c, &org, &slug))? {
+            Some(id) => (id, true),
+            None => bail!("{what} not found; picket project list shows the projects"),
+        },
+        Err(e) => return Err(e.into()),
+    };
+    if resumed {
+        if !yes {
+            bail!("the deletion of {org}/{slug} was started and did not finish; run again with --yes to finish it");
+        }
+        eprintln!("finishing the deletion of {org}/{slug}, which was interrupted");
+    } else if !yes {
         let held = store.read(|c| {
             let issues = c.query_row("SELECT COUNT(*) FROM issues WHERE project_id = ?", [pid], |r| r.get::<_, i64>(0))?;
             Ok(retention::Deleted { events: picket_store::query::count_events(c, pid)? as u64, issues: issues as u64, ..Default::default() })
@@ -644,6 +657,9 @@ fn check(config: &Config) -> Result<()> {
             println!("database: ok ({}, schema version {current} of {latest}, {users} {users_word}, {queued} envelopes waiting)", path.display());
             if users == 0 {
                 println!("note: no users yet; create one with: picket createuser --email you@example.com --password ... --superuser");
+            }
+            if let Some(n @ 1..) = report.being_deleted {
+                println!("note: {n} project{} being deleted; picket serve finishes the deletion (or run picket project remove ORG/SLUG --yes again)", if n == 1 { " is" } else { "s are" });
             }
         }
         _ if current > latest => bail!(

@@ -237,6 +237,18 @@ pub fn start_project_deletion(conn: &Connection, project_id: i64) -> Result<()> 
     Ok(())
 }
 
+/// The project `org/slug` whose deletion was started and is not finished.
+pub fn project_being_deleted(conn: &Connection, org_slug: &str, slug: &str) -> Result<Option<i64>> {
+    Ok(conn
+        .query_row(
+            "SELECT p.id FROM projects p JOIN organizations o ON o.id = p.org_id
+             WHERE o.slug = ?1 AND p.deleting = 1 AND p.slug = ?2 || '~deleted~' || p.id",
+            [org_slug, slug],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
 /// Projects whose deletion was started and is not finished (it stopped
 /// halfway, or is running now).
 pub fn projects_being_deleted(conn: &Connection) -> Result<Vec<i64>> {

@@ -292,18 +292,21 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
     }
 }
 
-/// Statement journals up to this size stay in memory. Every write job runs in
-/// a savepoint, and SQLite first copies each page the savepoint modifies into
-/// a statement journal, which spills to a temporary file past 64 KiB by
-/// default: about 50 KB of write() per stored event. A digest batch's journal
-/// fits in this; a bigger job (deleting a large issue) still spills to disk.
-/// SQLite allocates the in-memory journal as one block of this size: at
-/// 64 MiB glibc served every one with mmap and munmap (one pair per job,
-/// twice the system time); up to 32 MiB its heap reuses the block.
-const STATEMENT_JOURNAL_IN_MEMORY: std::os::raw::c_int = 16 << 20;
+/// Statement journals stay in memory, whatever their size (-1). Every write
+/// job runs in a savepoint, and SQLite first copies each page the savepoint
+/// modifies into a statement journal, which spills to a temporary file past
+/// 64 KiB by default: about 50 KB of write() per stored event. Until session
+/// 12 this was 16 MiB, and a job whose journal outgrew it failed with
+/// "database or disk is full" on every retry, on a disk with room to spare
+/// (seen with SQLite 3.50.2; where SQLite's spill goes wrong was not pinned
+/// down): a tag-count write kept back with tens of thousands of issues
+/// stopped the digest for good (test: `a_write_job_larger_than_...`). In memory, a large job (deleting a
+/// large issue) takes memory for the pages it changes, and gives it back
+/// at its end; the writer's instructions per event rose 1.4%.
+const STATEMENT_JOURNAL_IN_MEMORY: std::os::raw::c_int = -1;
 
 /// Process-wide SQLite settings, once, before SQLite's first use:
-/// - statement journals in memory up to [`STATEMENT_JOURNAL_IN_MEMORY`];
+/// - statement journals in memory ([`STATEMENT_JOURNAL_IN_MEMORY`]);
 /// - no allocation statistics: with them on, every `sqlite3_malloc` and
 ///   `free` (about 200 per stored event) takes a global mutex to keep counts
 ///   that Picket never reads.
@@ -371,6 +374,8 @@ pub struct DatabaseReport {
     /// Users and queued envelopes; `None` while the schema is older than this build's.
     pub users: Option<i64>,
     pub queued: Option<i64>,
+    /// Projects whose deletion was started and not finished.
+    pub being_deleted: Option<usize>,
 }
 
 /// Reads a database file without creating, migrating or writing it (as
@@ -387,7 +392,8 @@ pub fn inspect(path: &Path) -> Result<DatabaseReport> {
     let current = schema_version.0 == schema_version.1;
     let users = if current { Some(accounts::count_users(&conn)?) } else { None };
     let queued = if current { Some(queue::len(&conn)?) } else { None };
-    Ok(DatabaseReport { schema_version, integrity, users, queued })
+    let being_deleted = if current { Some(accounts::projects_being_deleted(&conn)?.len()) } else { None };
+    Ok(DatabaseReport { schema_version, integrity, users, queued, being_deleted })
 }
 
 /// What [`backup`] wrote.
@@ -401,7 +407,8 @@ pub struct BackupReport {
 
 /// Writes a consistent, compacted copy of the database at `path` to `to`
 /// (`VACUUM INTO`), beside a serving Picket: it reads one snapshot and does
-/// not hold up the writer. `to` must not exist. The copy is then checked.
+/// not hold up the writer. `to` must not exist. The copy is then checked;
+/// one that fails the check (or the copy) is removed.
 pub fn backup(path: &Path, to: &Path) -> Result<BackupReport> {
     if to.exists() {
         return Err(StoreError::Invalid(format!("'{}' exists already: give a new file (a backup never overwrites)", to.display())));
@@ -414,11 +421,23 @@ pub fn backup(path: &Path, to: &Path) -> Result<BackupReport> {
     let conn = Connection::open(path).map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
     conn.busy_timeout(std::time::Duration::from_secs(30))?;
     let target = to.to_str().ok_or_else(|| StoreError::Invalid(format!("'{}' is not a UTF-8 path", to.display())))?;
-    conn.execute("VACUUM INTO ?", [target])?;
-    let copy = Connection::open_with_flags(to, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|source| StoreError::Open { path: to.to_path_buf(), source })?;
-    let check: String = copy.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
-    let bytes = std::fs::metadata(to).map(|m| m.len()).unwrap_or(0);
-    Ok(BackupReport { bytes, check })
+    let written = conn.execute("VACUUM INTO ?", [target]).map_err(StoreError::from).and_then(|_| {
+        let copy = Connection::open_with_flags(to, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|source| StoreError::Open { path: to.to_path_buf(), source })?;
+        let check: String = copy.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+        Ok(check)
+    });
+    match written {
+        Ok(check) if check == "ok" => Ok(BackupReport { bytes: std::fs::metadata(to).map(|m| m.len()).unwrap_or(0), check }),
+        // A copy that is not whole must not pass for a backup, nor stop the next try.
+        Ok(check) => {
+            let _ = std::fs::remove_file(to);
+            Ok(BackupReport { bytes: 0, check })
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(to);
+            Err(e)
+        }
+    }
 }
 
 /// Compresses stored blobs (events, queued envelopes) with zstd level 1:

@@ -710,3 +710,26 @@ fn a_deleted_project_goes_whole_and_envelopes_queued_for_it_are_dropped() {
     store.close();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_write_job_larger_than_the_in_memory_statement_journal_commits() {
+    // Deleting a large issue, a long-kept-back tag write, a project's last
+    // chunk: jobs whose savepoint journal outgrows memory spill to a file.
+    let (store, dir) = temp_store("big-job");
+    let pid = project(&store);
+    let blob = vec![7u8; 1 << 20];
+    store
+        .write_blocking(move |c| {
+            for i in 0..40 {
+                c.execute("INSERT INTO attachments (project_id, event_id, name, attachment_type, size, data, created_at) VALUES (?, ?, 'big', 'event.attachment', ?, ?, 0)", rusqlite::params![pid, format!("{i:032x}"), blob.len() as i64, blob])?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    // Now change all of those pages again in one job: its journal holds them all.
+    let other = vec![9u8; 1 << 20];
+    let n = store.write_blocking(move |c| Ok(c.execute("UPDATE attachments SET data = ? WHERE project_id = ?", rusqlite::params![other, pid])?)).unwrap();
+    assert_eq!(n, 40);
+    store.close();
+    let _ = std::fs::remove_dir_all(dir);
+}
