@@ -39,6 +39,9 @@ pub fn router() -> Router<AppState> {
 /// Roles that may change issues (resolve, delete).
 pub(crate) const WRITE_ROLES: &[&str] = &["member", "admin", "owner"];
 
+/// Roles that may delete issues and projects and configure plugins.
+pub(crate) const ADMIN_ROLES: &[&str] = &["admin", "owner"];
+
 pub(crate) async fn authed_user(state: &AppState, headers: &HeaderMap) -> Result<User, ApiError> {
     let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let token = value
@@ -133,9 +136,6 @@ async fn delete_project(State(state): State<AppState>, headers: HeaderMap, Path(
     crate::retention::spawn_project_deletion(state.store.clone(), pid);
     Ok(StatusCode::NO_CONTENT)
 }
-
-/// Roles that may delete a project.
-const ADMIN_ROLES: &[&str] = &["admin", "owner"];
 
 async fn list_keys(State(state): State<AppState>, headers: HeaderMap, Path((org, project)): Path<(String, String)>) -> Result<Json<Value>, ApiError> {
     let user = authed_user(&state, &headers).await?;
@@ -310,7 +310,7 @@ async fn delete_issue(State(state): State<AppState>, headers: HeaderMap, Path(id
     let (issue, p, role) = issue_for(&state, &user, &id).await?;
     let mut ctx = crate::plugin_api::perm_context(&user, &role, picket_plugin_api::Permission::AdminEvent, &p);
     ctx.issue_id = Some(issue.id);
-    if !crate::plugin_api::allowed(&state, p.id, &ctx, matches!(role.as_str(), "admin" | "owner")).await? {
+    if !crate::plugin_api::allowed(&state, p.id, &ctx, ADMIN_ROLES.contains(&role.as_str())).await? {
         return Err(ApiError::forbidden("deleting issues needs the admin or owner role (or a plugin vetoed admin_event)"));
     }
     let iid = issue.id;

@@ -23,7 +23,7 @@ use picket_store::plugins::{self as stored, Scope};
 use picket_store::query::{self, Issue, IssueSearch};
 use serde_json::{json, Map, Value};
 
-use crate::api::{authed_user, issue_for, project_for, WRITE_ROLES};
+use crate::api::{authed_user, issue_for, project_for, ADMIN_ROLES, WRITE_ROLES};
 use crate::error::ApiError;
 use crate::plugins::{issue_ref, project_ref};
 use crate::AppState;
@@ -73,7 +73,7 @@ pub(crate) async fn can_admin_event(state: &AppState, user: &User, role: &str, p
 async fn can_configure(state: &AppState, user: &User, role: &str, project: &Project, slug: &str) -> Result<bool, ApiError> {
     let mut ctx = perm_context(user, role, Permission::ConfigureProjectPlugin, project);
     ctx.plugin = Some(slug.to_string());
-    allowed(state, project.id, &ctx, matches!(role, "admin" | "owner")).await
+    allowed(state, project.id, &ctx, ADMIN_ROLES.contains(&role)).await
 }
 
 fn meta_json(p: &RegisteredPlugin) -> Value {

@@ -87,14 +87,15 @@ impl std::fmt::Display for Deleted {
     }
 }
 
-/// The tables deleted by row order, with the column that dates a row.
-const BY_ROW_ORDER: [(&str, &str); 6] = [
-    ("events", "received"),
-    ("transactions", "timestamp"),
-    ("attachments", "created_at"),
-    ("user_reports", "created_at"),
-    ("check_ins", "received"),
-    ("sessions", "updated"),
+/// The tables deleted by row order: the column that dates a row, and where
+/// [`Deleted`] counts them.
+const BY_ROW_ORDER: [(&str, &str, fn(&mut Deleted) -> &mut u64); 6] = [
+    ("events", "received", |d| &mut d.events),
+    ("transactions", "timestamp", |d| &mut d.transactions),
+    ("attachments", "created_at", |d| &mut d.attachments),
+    ("user_reports", "created_at", |d| &mut d.user_reports),
+    ("check_ins", "received", |d| &mut d.check_ins),
+    ("sessions", "updated", |d| &mut d.sessions),
 ];
 
 /// What a run deletes.
@@ -122,7 +123,7 @@ pub fn delete_chunk(conn: &Connection, selection: Selection, rows: usize) -> Res
         Selection::Project(id) => rusqlite::types::Value::Integer(id),
     };
     let mut touched_issues: Vec<i64> = Vec::new();
-    for (table, column) in BY_ROW_ORDER {
+    for (table, column, count) in BY_ROW_ORDER {
         let chosen = match selection {
             // The first `rows` rows by row id, of which those older than the cutoff.
             Selection::OlderThan(_) => format!("SELECT rowid FROM (SELECT rowid, {column} AS t FROM {table} ORDER BY rowid LIMIT ?2) WHERE t < ?1"),
@@ -141,14 +142,7 @@ pub fn delete_chunk(conn: &Connection, selection: Selection, rows: usize) -> Res
         } else {
             conn.prepare_cached(&format!("DELETE FROM {table} WHERE rowid IN ({chosen})"))?.execute(params![key, rows as i64])? as u64
         };
-        match table {
-            "events" => deleted.events = n,
-            "transactions" => deleted.transactions = n,
-            "attachments" => deleted.attachments = n,
-            "user_reports" => deleted.user_reports = n,
-            "check_ins" => deleted.check_ins = n,
-            _ => deleted.sessions = n,
-        }
+        *count(&mut deleted) = n;
     }
     deleted.issues = match selection {
         Selection::OlderThan(cutoff) => {

@@ -172,14 +172,7 @@ fn sigterm_shuts_down_cleanly() {
 #[test]
 fn cleanup_deletes_old_events_and_their_issues_beside_a_running_server() {
     let p = Picket::start("cli-cleanup");
-    let send = |message: &str| {
-        let r = reqwest::blocking::Client::new()
-            .post(format!("{}/api/{}/store/?sentry_key={}", p.base_url(), p.project_id, p.public_key))
-            .body(format!("{{\"message\":\"{message}\"}}"))
-            .send()
-            .unwrap();
-        assert_eq!(r.status(), 200);
-    };
+    let send = |message: &str| p.store(&serde_json::json!({ "message": message }));
     send("old one");
     send("old two");
     p.wait_for_events(2);
@@ -203,12 +196,7 @@ fn cleanup_deletes_old_events_and_their_issues_beside_a_running_server() {
 #[test]
 fn a_project_is_removed_only_with_yes_and_then_whole() {
     let p = Picket::start("cli-remove-project");
-    let r = reqwest::blocking::Client::new()
-        .post(format!("{}/api/{}/store/?sentry_key={}", p.base_url(), p.project_id, p.public_key))
-        .body("{\"message\":\"hello\"}")
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    p.store(&serde_json::json!({"message": "hello"}));
     p.wait_for_events(1);
     let out = p.cli(&["project", "remove", "acme/web"]);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -235,12 +223,7 @@ fn a_project_is_removed_only_with_yes_and_then_whole() {
 #[test]
 fn a_backup_taken_beside_a_running_server_is_a_working_database() {
     let p = Picket::start("cli-backup");
-    let r = reqwest::blocking::Client::new()
-        .post(format!("{}/api/{}/store/?sentry_key={}", p.base_url(), p.project_id, p.public_key))
-        .body("{\"message\":\"kept in the backup\"}")
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    p.store(&serde_json::json!({"message": "kept in the backup"}));
     p.wait_for_events(1);
     let to = p.dir.join("backup.sqlite3");
     let out = p.cli_ok(&["backup", to.to_str().unwrap()]);

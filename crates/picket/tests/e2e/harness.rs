@@ -201,6 +201,17 @@ impl Picket {
         self.api(&path).as_array().unwrap().clone()
     }
 
+    /// Sends an event to acme/web's store endpoint; it must be accepted.
+    #[allow(dead_code)] // not used by the example plugin crate's tests
+    pub fn store(&self, event: &Value) {
+        let r = reqwest::blocking::Client::new()
+            .post(format!("{}/api/{}/store/?sentry_key={}", self.base_url(), self.project_id, self.public_key))
+            .json(event)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().unwrap_or_default());
+    }
+
     /// Stored events of acme/web (digested).
     pub fn event_count(&self) -> i64 {
         self.api("/api/0/projects/acme/web/stats/")["events"].as_i64().unwrap()
