@@ -218,8 +218,11 @@ pub fn insert(conn: &Connection, project_id: i64, id: u32, data: Vec<u8>) -> Res
             data
         }
     };
+    // Not for a project deleted while its dictionary was trained: the
+    // deletion has taken its row already and would not see a new one.
     conn.execute(
-        "INSERT INTO project_dictionaries (project_id, dictionary_id, created_at) VALUES (?, ?, ?)
+        "INSERT INTO project_dictionaries (project_id, dictionary_id, created_at)
+         SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM projects WHERE id = ?1 AND NOT deleting)
          ON CONFLICT (project_id) DO UPDATE SET dictionary_id = excluded.dictionary_id, created_at = excluded.created_at",
         params![project_id, id as i64, crate::now()],
     )?;
