@@ -706,7 +706,7 @@ fn serve(config: Config) -> Result<()> {
         let post_process = tokio::spawn(picket_server::plugins::run_post_process(state.clone(), stop_rx.clone()));
         let refusals = tokio::spawn(picket_server::ingest::write_refusals(state.clone(), stop_rx.clone()));
         let retention = tokio::spawn(picket_server::retention::run(store.clone(), config.retention(), stop_rx));
-        picket_server::retention::resume_project_deletions(&store).await;
+        picket_server::retention::resume_deletions(&store).await;
         let app = picket_server::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
         tracing::info!(bind = %config.bind, database = %store.path().display(), startup_ms = started.elapsed().as_millis() as u64, "picket is serving");
         for warning in config.warnings() {

@@ -133,7 +133,7 @@ async fn delete_project(State(state): State<AppState>, headers: HeaderMap, Path(
     state.store.write(move |c| accounts::start_project_deletion(c, pid)).await?;
     state.keys.forget_project(pid);
     tracing::info!(project = %format!("{}/{}", p.org_slug, p.slug), user = %user.email, "project deletion started");
-    crate::retention::spawn_project_deletion(state.store.clone(), pid);
+    crate::retention::spawn_deletion(state.store.clone(), crate::retention::Doomed::Project(pid));
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -313,8 +313,12 @@ async fn delete_issue(State(state): State<AppState>, headers: HeaderMap, Path(id
     if !crate::plugin_api::allowed(&state, p.id, &ctx, ADMIN_ROLES.contains(&role.as_str())).await? {
         return Err(ApiError::forbidden("deleting issues needs the admin or owner role (or a plugin vetoed admin_event)"));
     }
+    // The issue disappears at once; its events go in the background, in
+    // paced chunks, so that deleting a large issue does not hold up ingest.
     let iid = issue.id;
-    state.store.write(move |c| query::delete_issue(c, iid)).await?;
+    state.store.write(move |c| query::start_issue_deletion(c, iid)).await?;
+    tracing::info!(issue_id = iid, user = %user.email, "issue deletion started");
+    crate::retention::spawn_deletion(state.store.clone(), crate::retention::Doomed::Issue(iid));
     Ok(StatusCode::ACCEPTED.into_response())
 }
 

@@ -1,7 +1,7 @@
 //! The retention task of `picket serve`: a minute after start and then every
 //! hour, deletes what is older than `retention_days` (see
 //! `picket_store::retention`), a chunk at a time so that ingest goes on;
-//! and project deletions, which run in the background.
+//! and the deletions of projects and issues, which run in the background.
 
 use std::ops::ControlFlow;
 use std::time::Duration;
@@ -15,8 +15,8 @@ const FIRST_RUN_AFTER: Duration = Duration::from_secs(60);
 const INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Runs until `shutdown` turns true; `keep` `None` keeps everything. Each
-/// run also finishes any project deletion left unfinished (by a `picket
-/// project remove` that was interrupted, say).
+/// run also finishes any deletion of a project or an issue left unfinished
+/// (by a stop, or a `picket project remove` that was interrupted).
 pub async fn run(store: Store, keep: Option<Duration>, mut shutdown: watch::Receiver<bool>) {
     let mut wait = FIRST_RUN_AFTER;
     loop {
@@ -25,7 +25,7 @@ pub async fn run(store: Store, keep: Option<Duration>, mut shutdown: watch::Rece
             _ = shutdown.changed() => return,
         }
         wait = INTERVAL;
-        resume_project_deletions(&store).await;
+        resume_deletions(&store).await;
         let Some(keep) = keep else { continue };
         let cutoff = picket_store::now() - keep.as_secs_f64();
         let (store, stop) = (store.clone(), shutdown.clone());
@@ -52,39 +52,59 @@ pub async fn run(store: Store, keep: Option<Duration>, mut shutdown: watch::Rece
     }
 }
 
-/// Deletes a project in the background, on a blocking thread: what the API's
-/// `DELETE` starts, and what a start resumes. If Picket stops meanwhile, the
-/// project stays hidden and half deleted until the next start finishes it.
-pub fn spawn_project_deletion(store: Store, project_id: i64) {
-    if !DELETING.lock().unwrap_or_else(|e| e.into_inner()).insert(project_id) {
+/// What a background deletion deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Doomed {
+    Project(i64),
+    Issue(i64),
+}
+
+/// Deletes a project or an issue in the background, on a blocking thread:
+/// what the API's `DELETE` starts, and what a start resumes. If Picket stops
+/// meanwhile, it stays hidden and half deleted until the next start
+/// finishes it.
+pub fn spawn_deletion(store: Store, doomed: Doomed) {
+    if !DELETING.lock().unwrap_or_else(|e| e.into_inner()).insert(doomed) {
         return; // this server is deleting it already
     }
     tokio::task::spawn_blocking(move || {
         let started = std::time::Instant::now();
-        match retention::delete_project(&store, project_id, |_| ControlFlow::Continue(())) {
-            Ok(deleted) => tracing::info!(project_id, seconds = started.elapsed().as_secs_f64(), "deleted project: {deleted}"),
-            Err(picket_store::StoreError::WriterGone) => tracing::info!(project_id, "stopping: the project's deletion goes on at the next start"),
-            Err(e) => tracing::error!(project_id, error = %e, "deleting the project failed; it is tried again within the hour"),
+        let go_on = |_: &retention::Deleted| ControlFlow::Continue(());
+        let (kind, id, deleted) = match doomed {
+            Doomed::Project(id) => ("project", id, retention::delete_project(&store, id, go_on)),
+            Doomed::Issue(id) => ("issue", id, retention::delete_issue(&store, id, go_on)),
+        };
+        match deleted {
+            Ok(deleted) => tracing::info!(kind, id, seconds = started.elapsed().as_secs_f64(), "deleted the {kind}: {deleted}"),
+            Err(picket_store::StoreError::WriterGone) => tracing::info!(kind, id, "stopping: the {kind}'s deletion goes on at the next start"),
+            Err(e) => tracing::error!(kind, id, error = %e, "deleting the {kind} failed; it is tried again within the hour"),
         }
-        DELETING.lock().unwrap_or_else(|e| e.into_inner()).remove(&project_id);
+        DELETING.lock().unwrap_or_else(|e| e.into_inner()).remove(&doomed);
     });
 }
 
-/// The projects this server is deleting now.
-static DELETING: std::sync::Mutex<std::collections::BTreeSet<i64>> = std::sync::Mutex::new(std::collections::BTreeSet::new());
+/// The projects and issues this server is deleting now.
+static DELETING: std::sync::Mutex<std::collections::BTreeSet<Doomed>> = std::sync::Mutex::new(std::collections::BTreeSet::new());
 
 /// Finishes the deletions a stop (of this server, or of a `picket project
 /// remove`) interrupted: at start, and hourly.
-pub async fn resume_project_deletions(store: &Store) {
-    match store.read_async(picket_store::accounts::projects_being_deleted).await {
-        Ok(ids) => {
-            for id in ids {
-                if !DELETING.lock().unwrap_or_else(|e| e.into_inner()).contains(&id) {
-                    tracing::info!(project_id = id, "resuming the deletion of a project");
-                    spawn_project_deletion(store.clone(), id);
+pub async fn resume_deletions(store: &Store) {
+    let listed = store
+        .read_async(|c| {
+            let projects = picket_store::accounts::projects_being_deleted(c)?.into_iter().map(Doomed::Project);
+            let issues = picket_store::query::issues_being_deleted(c)?.into_iter().map(Doomed::Issue);
+            Ok(projects.chain(issues).collect::<Vec<_>>())
+        })
+        .await;
+    match listed {
+        Ok(doomed) => {
+            for d in doomed {
+                if !DELETING.lock().unwrap_or_else(|e| e.into_inner()).contains(&d) {
+                    tracing::info!(what = ?d, "resuming a deletion");
+                    spawn_deletion(store.clone(), d);
                 }
             }
         }
-        Err(e) => tracing::warn!(error = %e, "cannot list the projects being deleted; their deletion is tried again within the hour"),
+        Err(e) => tracing::warn!(error = %e, "cannot list the projects and issues being deleted; their deletion is tried again within the hour"),
     }
 }

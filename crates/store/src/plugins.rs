@@ -188,26 +188,28 @@ pub fn view_counts(conn: &Connection, project_id: i64) -> Result<BTreeMap<String
 
 /// Values of a tag across a project's issues, with the number of issues having each.
 pub fn project_tag_values(conn: &Connection, project_id: i64, key: &str, limit: usize) -> Result<Vec<(String, i64)>> {
-    let mut st = conn.prepare_cached(
-        "SELECT t.value, COUNT(*) FROM issue_tag_values t JOIN issues i ON i.id = t.issue_id WHERE i.project_id = ? AND t.key = ?
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT t.value, COUNT(*) FROM issue_tag_values t JOIN issues i ON i.id = t.issue_id WHERE i.project_id = ? AND {} AND t.key = ?
          GROUP BY t.value ORDER BY COUNT(*) DESC, t.value LIMIT ?",
-    )?;
+        crate::query::visible("i.")
+    ))?;
     let rows = st.query_map(params![project_id, key, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Tag keys seen in a project, most used first.
 pub fn project_tag_keys(conn: &Connection, project_id: i64) -> Result<Vec<String>> {
-    let mut st = conn.prepare_cached(
-        "SELECT t.key FROM issue_tag_values t JOIN issues i ON i.id = t.issue_id WHERE i.project_id = ? GROUP BY t.key ORDER BY SUM(t.times_seen) DESC, t.key LIMIT 100",
-    )?;
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT t.key FROM issue_tag_values t JOIN issues i ON i.id = t.issue_id WHERE i.project_id = ? AND {} GROUP BY t.key ORDER BY SUM(t.times_seen) DESC, t.key LIMIT 100",
+        crate::query::visible("i.")
+    ))?;
     let rows = st.query_map([project_id], |r| r.get(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Issues per status in a project.
 pub fn status_counts(conn: &Connection, project_id: i64) -> Result<Vec<(String, i64)>> {
-    let mut st = conn.prepare_cached("SELECT status, COUNT(*) FROM issues WHERE project_id = ? GROUP BY status ORDER BY status")?;
+    let mut st = conn.prepare_cached(&format!("SELECT status, COUNT(*) FROM issues WHERE project_id = ? AND {} GROUP BY status ORDER BY status", crate::query::visible("")))?;
     let rows = st.query_map([project_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

@@ -174,7 +174,7 @@ fn tokenize(q: &str) -> Vec<String> {
 
 /// Lists a project's issues; returns one more row than `limit` when there are more.
 pub fn list_issues(conn: &Connection, project_id: i64, search: &IssueSearch, sort: IssueSort, offset: usize, limit: usize) -> Result<Vec<Issue>> {
-    let mut sql = format!("SELECT {ISSUE_COLUMNS} FROM issues WHERE project_id = ?");
+    let mut sql = format!("SELECT {ISSUE_COLUMNS} FROM issues WHERE project_id = ? AND {}", visible(""));
     let mut args: Vec<SqlValue> = vec![project_id.into()];
     if search.contradiction {
         sql.push_str(" AND 0");
@@ -206,8 +206,9 @@ pub fn list_issues(conn: &Connection, project_id: i64, search: &IssueSearch, sor
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// An issue; [`StoreError::NotFound`] also for one being deleted or deleted.
 pub fn issue(conn: &Connection, id: i64) -> Result<Issue> {
-    conn.prepare_cached(&format!("SELECT {ISSUE_COLUMNS} FROM issues WHERE id = ?"))?
+    conn.prepare_cached(&format!("SELECT {ISSUE_COLUMNS} FROM issues WHERE id = ? AND {}", visible("")))?
         .query_row([id], issue_row)
         .optional()?
         .ok_or_else(|| StoreError::NotFound(format!("issue {id}")))
@@ -228,12 +229,71 @@ pub fn set_issue_status(conn: &Connection, id: i64, status: &str) -> Result<()> 
     Ok(())
 }
 
-/// Deletes an issue with its events, hashes and counters.
-pub fn delete_issue(conn: &Connection, id: i64) -> Result<()> {
-    let n = conn.execute("DELETE FROM issues WHERE id = ?", [id])?;
+/// The status of an issue whose deletion has started
+/// ([`start_issue_deletion`]): no query shows it any more, and
+/// `retention::delete_issue` deletes what is left of it.
+pub const PENDING_DELETION: &str = "pending_deletion";
+
+/// Starts deleting an issue, in one short write job however many events it
+/// has: it disappears from every list and lookup, and its grouping hashes
+/// go, so that new events with them open a new issue instead of joining
+/// this one. Its events and counters are then deleted in chunks
+/// (`retention::delete_issue`). Not found: no such issue, or one being
+/// deleted already.
+pub fn start_issue_deletion(conn: &Connection, id: i64) -> Result<()> {
+    let n = conn.execute(&format!("UPDATE issues SET status = '{PENDING_DELETION}' WHERE id = ? AND status != '{PENDING_DELETION}'"), [id])?;
     if n == 0 {
         return Err(StoreError::NotFound(format!("issue {id}")));
     }
+    conn.execute("DELETE FROM group_hashes WHERE issue_id = ?", [id])?;
+    conn.execute("DELETE FROM issue_views WHERE issue_id = ?", [id])?;
+    Ok(())
+}
+
+/// The issues whose deletion was started and not finished (a stop came in
+/// between): `picket serve` finishes them.
+pub fn issues_being_deleted(conn: &Connection) -> Result<Vec<i64>> {
+    let mut st = conn.prepare_cached(&format!("SELECT id FROM issues WHERE status = '{PENDING_DELETION}' ORDER BY id"))?;
+    let ids = st.query_map([], |r| r.get(0))?;
+    Ok(ids.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The status of what is left of the newest issue once it is deleted: a row
+/// with nothing hanging off it, hidden like [`PENDING_DELETION`], that keeps
+/// SQLite from giving its id to the next new issue (it gives the highest id
+/// plus one). Links to the deleted issue must not open another one.
+pub const DELETED: &str = "deleted";
+
+/// The condition on `issues` (its own columns, or the alias `i.`) that hides
+/// the issues being deleted and the deleted ones kept as a row.
+pub(crate) fn visible(alias: &str) -> String {
+    format!("{alias}status NOT IN ('{PENDING_DELETION}', '{DELETED}')")
+}
+
+/// Deletes an issue with its events, hashes and counters in one write job:
+/// for an issue with few of them (the last step of
+/// `retention::delete_issue`, which deletes a large issue in chunks first).
+/// The newest issue stays as a row marked [`DELETED`], so that its id is not
+/// given out again; that row goes when a later issue is deleted.
+pub fn delete_issue(conn: &Connection, id: i64) -> Result<()> {
+    let newest = conn.prepare_cached("SELECT MAX(id) FROM issues")?.query_row([], |r| r.get::<_, Option<i64>>(0))? == Some(id);
+    let n = if newest {
+        // What the cascade would take, then the row emptied.
+        for table in ["events", "group_hashes", "issue_tag_values", "issue_users", "issue_hourly", "issue_meta", "issue_views"] {
+            conn.prepare_cached(&format!("DELETE FROM {table} WHERE issue_id = ?"))?.execute([id])?;
+        }
+        conn.prepare_cached(&format!(
+            "UPDATE issues SET status = '{DELETED}', substatus = NULL, title = '', culprit = '', search_text = '', metadata = '{{}}', times_seen = 0, user_count = 0 WHERE id = ? AND status != '{DELETED}'"
+        ))?
+        .execute([id])?
+    } else {
+        conn.prepare_cached("DELETE FROM issues WHERE id = ?")?.execute([id])?
+    };
+    if n == 0 {
+        return Err(StoreError::NotFound(format!("issue {id}")));
+    }
+    // An earlier such row is no longer needed: a higher id holds the place.
+    conn.prepare_cached(&format!("DELETE FROM issues WHERE status = '{DELETED}' AND id < ?"))?.execute([id])?;
     crate::tags::after_issue_deleted(conn)
 }
 

@@ -47,6 +47,9 @@ pub struct Deleted {
     pub user_reports: u64,
     pub check_ins: u64,
     pub sessions: u64,
+    /// Rows of an issue's tag counts and users, deleted in their own chunks
+    /// for a large issue ([`Selection::Issue`]); not shown.
+    pub counters: u64,
 }
 
 impl Deleted {
@@ -64,6 +67,7 @@ impl Deleted {
         self.user_reports += other.user_reports;
         self.check_ins += other.check_ins;
         self.sessions += other.sessions;
+        self.counters += other.counters;
     }
 }
 
@@ -87,9 +91,12 @@ impl std::fmt::Display for Deleted {
     }
 }
 
+/// Where [`Deleted`] counts a table's rows.
+type CountOf = fn(&mut Deleted) -> &mut u64;
+
 /// The tables deleted by row order: the column that dates a row, and where
 /// [`Deleted`] counts them.
-const BY_ROW_ORDER: [(&str, &str, fn(&mut Deleted) -> &mut u64); 6] = [
+const BY_ROW_ORDER: [(&str, &str, CountOf); 6] = [
     ("events", "received", |d| &mut d.events),
     ("transactions", "timestamp", |d| &mut d.transactions),
     ("attachments", "created_at", |d| &mut d.attachments),
@@ -106,6 +113,10 @@ pub enum Selection {
     /// Everything of this project (then the rest of it, with
     /// [`finish_project`]).
     Project(i64),
+    /// This issue, once its deletion has started
+    /// (`query::start_issue_deletion`): its events, tag counts and users,
+    /// then the issue itself.
+    Issue(i64),
 }
 
 /// Deletes one chunk of `selection`: up to `rows` of each table, then the
@@ -121,6 +132,7 @@ pub fn delete_chunk(conn: &Connection, selection: Selection, rows: usize) -> Res
     let key = match selection {
         Selection::OlderThan(cutoff) => rusqlite::types::Value::Real(cutoff),
         Selection::Project(id) => rusqlite::types::Value::Integer(id),
+        Selection::Issue(id) => return delete_issue_chunk(conn, id, rows),
     };
     let mut touched_issues: Vec<i64> = Vec::new();
     for (table, column, count) in BY_ROW_ORDER {
@@ -129,6 +141,7 @@ pub fn delete_chunk(conn: &Connection, selection: Selection, rows: usize) -> Res
             Selection::OlderThan(_) => format!("SELECT rowid FROM (SELECT rowid, {column} AS t FROM {table} ORDER BY rowid LIMIT ?2) WHERE t < ?1"),
             // Every table has an index that starts with `project_id`.
             Selection::Project(_) => format!("SELECT rowid FROM {table} WHERE project_id = ?1 LIMIT ?2"),
+            Selection::Issue(_) => unreachable!("returned above"),
         };
         let n = if table == "events" {
             let mut st = conn.prepare_cached(&format!("DELETE FROM events WHERE rowid IN ({chosen}) RETURNING issue_id"))?;
@@ -155,7 +168,7 @@ pub fn delete_chunk(conn: &Connection, selection: Selection, rows: usize) -> Res
             n
         }
         Selection::Project(id) if deleted.events == 0 => delete_project_issues(conn, id, rows)?,
-        Selection::Project(_) => 0,
+        Selection::Project(_) | Selection::Issue(_) => 0,
     };
     // The same bookkeeping as deleting by hand: kept-back tag counts may name
     // a deleted issue, and row ids may be given out again.
@@ -163,6 +176,39 @@ pub fn delete_chunk(conn: &Connection, selection: Selection, rows: usize) -> Res
         crate::tags::after_issue_deleted(conn)?;
     } else if deleted.events > 0 {
         crate::tags::after_events_deleted(conn)?;
+    }
+    Ok(deleted)
+}
+
+/// One chunk of an issue being deleted: up to `rows` of its events; once
+/// none is left, up to `rows` of its tag counts and then of its users (an
+/// issue seen by many users has as many rows); once those are gone too,
+/// the issue with the little that is left (hashes, hourly counts, plugin
+/// data).
+fn delete_issue_chunk(conn: &Connection, issue_id: i64, rows: usize) -> Result<Deleted> {
+    let mut deleted = Deleted::default();
+    let limit = params![issue_id, rows as i64];
+    // The `events_issue` index finds them.
+    deleted.events = conn.prepare_cached("DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE issue_id = ?1 LIMIT ?2)")?.execute(limit)? as u64;
+    if deleted.events > 0 {
+        crate::tags::after_events_deleted(conn)?;
+        return Ok(deleted);
+    }
+    for sql in [
+        "DELETE FROM issue_tag_values WHERE rowid IN (SELECT rowid FROM issue_tag_values WHERE issue_id = ?1 LIMIT ?2)",
+        "DELETE FROM issue_users WHERE issue_id = ?1 AND user_key IN (SELECT user_key FROM issue_users WHERE issue_id = ?1 LIMIT ?2)",
+    ] {
+        deleted.counters = conn.prepare_cached(sql)?.execute(limit)? as u64;
+        if deleted.counters > 0 {
+            return Ok(deleted);
+        }
+    }
+    let pending = conn
+        .prepare_cached(&format!("SELECT 1 FROM issues WHERE id = ? AND status = '{}'", crate::query::PENDING_DELETION))?
+        .exists([issue_id])?;
+    if pending {
+        crate::query::delete_issue(conn, issue_id)?;
+        deleted.issues = 1;
     }
     Ok(deleted)
 }
@@ -262,6 +308,18 @@ pub fn delete(store: &crate::Store, selection: Selection, mut progress: impl FnM
         }
         std::thread::sleep(took.max(std::time::Duration::from_millis(1)));
     }
+}
+
+/// Deletes an issue whatever its size: starts its deletion (it disappears
+/// from the lists, and its hashes go: `query::start_issue_deletion`), then
+/// deletes it in paced chunks like [`delete`]. Safe to run again on an issue
+/// whose deletion stopped halfway (starting then finds nothing to do).
+pub fn delete_issue(store: &crate::Store, issue_id: i64, progress: impl FnMut(&Deleted) -> std::ops::ControlFlow<()>) -> Result<Deleted> {
+    match store.write_blocking(move |c| crate::query::start_issue_deletion(c, issue_id)) {
+        Ok(()) | Err(crate::StoreError::NotFound(_)) => {}
+        Err(e) => return Err(e),
+    }
+    delete(store, Selection::Issue(issue_id), progress)
 }
 
 /// How long one chunk of [`delete`] should hold the writer.

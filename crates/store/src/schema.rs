@@ -357,6 +357,13 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE projects ADD COLUMN deleting INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 10: issues being deleted (status `pending_deletion`, deleted in
+    // chunks beside ingest), found at start without a scan of every issue.
+    // Partial: the index holds only those, and updates that leave the status
+    // alone (the digest's counters) never touch it.
+    r#"
+    CREATE INDEX issues_pending_deletion ON issues(id) WHERE status = 'pending_deletion';
+    "#,
 ];
 
 /// The page size of new databases.

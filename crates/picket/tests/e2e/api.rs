@@ -94,12 +94,22 @@ fn resolve_regress_ignore_delete() {
     let (s, body, _) = p.api_request("PUT", &format!("/api/0/issues/{id}/"), Some(json!({"status": "sideways"})));
     assert_eq!(s, 400);
     assert!(body["detail"].as_str().unwrap().contains("unresolved, resolved or ignored"));
-    // Delete removes the issue and its events.
+    // Delete: the issue is gone at once, its events soon after (in the background).
     let (s, _, _) = p.api_request("DELETE", &format!("/api/0/issues/{id}/"), None);
     assert_eq!(s, 202);
     let (s, _, _) = p.api_request("GET", &format!("/api/0/issues/{id}/"), None);
     assert_eq!(s, 404);
-    assert_eq!(p.event_count(), 0);
+    assert!(p.issues(None).is_empty());
+    let (s, _, _) = p.api_request("DELETE", &format!("/api/0/issues/{id}/"), None);
+    assert_eq!(s, 404, "being deleted already");
+    p.wait_for("the deleted issue's events to go", || p.event_count() == 0);
+    // The same error again is a new issue, not the deleted one back.
+    send(&p, python_error("ValueError", "z", "index"));
+    p.wait_for_events(1);
+    let issues = p.issues(None);
+    assert_eq!(issues.len(), 1);
+    assert_ne!(issues[0]["id"].as_str(), Some(id.as_str()));
+    assert!(p.log().contains("deleted the issue: 2 events, 1 issue"), "{}", p.log());
 }
 
 #[test]
@@ -196,7 +206,7 @@ fn deleting_a_project_hides_it_at_once_and_deletes_its_data_in_the_background() 
     assert_eq!(p.api_request("GET", "/api/0/projects/acme/web/", None).0, 404);
     assert_eq!(p.api("/api/0/projects/"), json!([]));
     assert_eq!(delete(&p.token), 404, "already gone");
-    p.wait_for("the background deletion", || p.log().contains("deleted project: 1 event, 1 issue"));
+    p.wait_for("the background deletion", || p.log().contains("deleted the project: 1 event, 1 issue"));
     // The slug is free again.
     assert!(p.cli_ok(&["project", "create", "acme/web"]).contains("http"));
 }
