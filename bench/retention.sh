@@ -10,22 +10,9 @@
 #   bench/retention.sh
 #   FILL=50000 MODES="fresh quiet cleanup quiet cleanup" bench/retention.sh
 set -euo pipefail
-cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/picket-target}"
-cargo build --release --locked -q -p picket -p picket-bench
-BIN="${PICKET_BENCH_BIN:-$CARGO_TARGET_DIR/release/picket}"
-LOAD="${PICKET_BENCH_LOAD:-$CARGO_TARGET_DIR/release/picket-load}"
-W=$(mktemp -d /tmp/picket-retention.XXXXXX)
-trap 'pkill -f "$W" 2>/dev/null || true; rm -rf "$W"' EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-export PICKET_BIND="127.0.0.1:$port" PICKET_DATA_DIR="$W/data" PICKET_LOG=warn
-"$BIN" createuser --email bench@example.com --password benchmark-password --superuser >/dev/null
-"$BIN" org create bench >/dev/null
-dsn=$("$BIN" project create bench/load 2>/dev/null | tail -1)
-token=$("$BIN" token create --email bench@example.com 2>/dev/null | tail -1)
+NAME=retention LOG_LEVEL=warn
+source "$(dirname "$0")/serve_lib.sh"
 mkdir -p "$W/empty" && cp "$W"/data/picket.sqlite3* "$W/empty/"
-start() { "$BIN" serve >>"$W/serve.log" 2>&1 & pid=$!; until curl -sf "http://127.0.0.1:$port/_health/" >/dev/null; do sleep 0.01; done; }
-stop() { kill -TERM "$pid"; wait "$pid" || true; }
 
 start
 "$LOAD" --dsn "$dsn" --token "$token" --events "${FILL:-200000}" --size-kb 5 --issues 100 --concurrency 32 --json >"$W/fill.json"

@@ -241,7 +241,7 @@ pub const PENDING_DELETION: &str = "pending_deletion";
 /// (`retention::delete_issue`). Not found: no such issue, or one being
 /// deleted already.
 pub fn start_issue_deletion(conn: &Connection, id: i64) -> Result<()> {
-    let n = conn.execute(&format!("UPDATE issues SET status = '{PENDING_DELETION}' WHERE id = ? AND status != '{PENDING_DELETION}'"), [id])?;
+    let n = conn.execute(&format!("UPDATE issues SET status = '{PENDING_DELETION}' WHERE id = ? AND {}", visible("")), [id])?;
     if n == 0 {
         return Err(StoreError::NotFound(format!("issue {id}")));
     }
@@ -273,24 +273,23 @@ pub(crate) fn visible(alias: &str) -> String {
 /// Deletes an issue with its events, hashes and counters in one write job:
 /// for an issue with few of them (the last step of
 /// `retention::delete_issue`, which deletes a large issue in chunks first).
-/// The newest issue stays as a row marked [`DELETED`], so that its id is not
-/// given out again; that row goes when a later issue is deleted.
+/// The newest issue is put back as an empty row marked [`DELETED`], so that
+/// its id is not given out again; that row goes when a later issue is deleted.
 pub fn delete_issue(conn: &Connection, id: i64) -> Result<()> {
     let newest = conn.prepare_cached("SELECT MAX(id) FROM issues")?.query_row([], |r| r.get::<_, Option<i64>>(0))? == Some(id);
-    let n = if newest {
-        // What the cascade would take, then the row emptied.
-        for table in ["events", "group_hashes", "issue_tag_values", "issue_users", "issue_hourly", "issue_meta", "issue_views"] {
-            conn.prepare_cached(&format!("DELETE FROM {table} WHERE issue_id = ?"))?.execute([id])?;
-        }
+    // The cascade takes everything that hangs off it.
+    let deleted = conn
+        .prepare_cached("DELETE FROM issues WHERE id = ? RETURNING project_id, short_id, first_seen, last_seen")?
+        .query_row([id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, f64>(2)?, r.get::<_, f64>(3)?)))
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("issue {id}")))?;
+    if newest {
+        let (project_id, short_id, first_seen, last_seen) = deleted;
         conn.prepare_cached(&format!(
-            "UPDATE issues SET status = '{DELETED}', substatus = NULL, title = '', culprit = '', search_text = '', metadata = '{{}}', times_seen = 0, user_count = 0 WHERE id = ? AND status != '{DELETED}'"
+            "INSERT INTO issues (id, project_id, title, culprit, event_type, level, platform, status, first_seen, last_seen, short_id)
+             VALUES (?, ?, '', '', '', '', '', '{DELETED}', ?, ?, ?)"
         ))?
-        .execute([id])?
-    } else {
-        conn.prepare_cached("DELETE FROM issues WHERE id = ?")?.execute([id])?
-    };
-    if n == 0 {
-        return Err(StoreError::NotFound(format!("issue {id}")));
+        .execute(params![id, project_id, first_seen, last_seen, short_id])?;
     }
     // An earlier such row is no longer needed: a higher id holds the place.
     conn.prepare_cached(&format!("DELETE FROM issues WHERE status = '{DELETED}' AND id < ?"))?.execute([id])?;
