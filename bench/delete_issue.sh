@@ -12,7 +12,6 @@
 set -euo pipefail
 NAME=delete-issue LOG_LEVEL=info
 source "$(dirname "$0")/serve_lib.sh"
-api() { curl -sf -H "Authorization: Bearer $token" "$@"; }
 
 start
 "$LOAD" --dsn "$dsn" --token "$token" --events "${FILL:-200000}" --size-kb 5 --issues 1 --concurrency 32 --json >"$W/fill.json"
@@ -22,29 +21,4 @@ big=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute
 count() { python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('SELECT COUNT(*) FROM events WHERE issue_id = ?', (int(sys.argv[2]),)).fetchone()[0])" "$W/data/picket.sqlite3" "$big"; }
 echo "issue $big holds $(count) events"
 
-echo "| run | p50 ms | p99 ms | p999 ms | max ms | deletion |"
-echo "|---|---|---|---|---|---|"
-for mode in ${MODES:-quiet delete}; do
-  rm -f "$W"/data/picket.sqlite3*
-  cp "$W/filled.sqlite3" "$W/data/picket.sqlite3"
-  start
-  deleter=
-  if [ "$mode" = delete ]; then
-    (sleep 3; t0=$(date +%s.%N); api -X DELETE -o /dev/null "http://127.0.0.1:$port/api/0/issues/$big/"
-     t1=$(date +%s.%N)
-     while [ "$(count)" != 0 ]; do sleep 0.2; done
-     t2=$(date +%s.%N)
-     python3 -c "import sys; a,b,c=map(float,sys.argv[1:]); print(f'answered in {1000*(b-a):.0f} ms, events gone after {c-a:.1f} s')" "$t0" "$t1" "$t2" >"$W/delete.out") &
-    deleter=$!
-  fi
-  # Other issues than the large one; the event count drops while it is deleted: do not wait to see these processed.
-  "$LOAD" --dsn "$dsn" --token "$token" --events 20000 --size-kb 5 --issues 100 --concurrency 16 --rate 1000 --drain-timeout 5 --json >"$W/$mode.json" || true
-  note=""
-  if [ -n "$deleter" ]; then wait "$deleter"; note="$(cat "$W/delete.out")"; fi
-  stop
-  python3 - "$W/$mode.json" "$mode" "$note" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1])); l = r["latency_ms"]
-print(f'| {sys.argv[2]} | {l["p50"]:.1f} | {l["p99"]:.1f} | {l["p999"]:.1f} | {l["max"]:.1f} | {sys.argv[3]} |')
-PY
-done
+latency_runs "$dsn" bench/load "/api/0/issues/$big/" count

@@ -276,24 +276,43 @@ pub(crate) fn visible(alias: &str) -> String {
 /// The newest issue is put back as an empty row marked [`DELETED`], so that
 /// its id is not given out again; that row goes when a later issue is deleted.
 pub fn delete_issue(conn: &Connection, id: i64) -> Result<()> {
-    let newest = conn.prepare_cached("SELECT MAX(id) FROM issues")?.query_row([], |r| r.get::<_, Option<i64>>(0))? == Some(id);
-    // The cascade takes everything that hangs off it.
-    let deleted = conn
-        .prepare_cached("DELETE FROM issues WHERE id = ? RETURNING project_id, short_id, first_seen, last_seen")?
-        .query_row([id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, f64>(2)?, r.get::<_, f64>(3)?)))
-        .optional()?
-        .ok_or_else(|| StoreError::NotFound(format!("issue {id}")))?;
-    if newest {
-        let (project_id, short_id, first_seen, last_seen) = deleted;
-        conn.prepare_cached(&format!(
-            "INSERT INTO issues (id, project_id, title, culprit, event_type, level, platform, status, first_seen, last_seen, short_id)
-             VALUES (?, ?, '', '', '', '', '', '{DELETED}', ?, ?, ?)"
-        ))?
-        .execute(params![id, project_id, first_seen, last_seen, short_id])?;
+    match delete_issues(conn, &[id])? {
+        0 => Err(StoreError::NotFound(format!("issue {id}"))),
+        _ => Ok(()),
+    }
+}
+
+/// [`delete_issue`] for several issues at once; how many there were.
+pub fn delete_issues(conn: &Connection, ids: &[i64]) -> Result<u64> {
+    let newest = conn.prepare_cached("SELECT MAX(id) FROM issues")?.query_row([], |r| r.get::<_, Option<i64>>(0))?;
+    // The cascade takes everything that hangs off them. An emptied row is
+    // left alone: it is not an issue, and it keeps its id taken.
+    let mut delete = conn.prepare_cached(&format!("DELETE FROM issues WHERE id = ? AND status <> '{DELETED}' RETURNING project_id, short_id, first_seen, last_seen"))?;
+    let mut deleted = 0;
+    for &id in ids {
+        let Some((project_id, short_id, first_seen, last_seen)) =
+            delete.query_row([id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, f64>(2)?, r.get::<_, f64>(3)?))).optional()?
+        else {
+            continue;
+        };
+        deleted += 1;
+        if Some(id) == newest {
+            conn.prepare_cached(&format!(
+                "INSERT INTO issues (id, project_id, title, culprit, event_type, level, platform, status, first_seen, last_seen, short_id)
+                 VALUES (?, ?, '', '', '', '', '', '{DELETED}', ?, ?, ?)"
+            ))?
+            .execute(params![id, project_id, first_seen, last_seen, short_id])?;
+        }
+    }
+    if deleted == 0 {
+        return Ok(0);
     }
     // An earlier such row is no longer needed: a higher id holds the place.
-    conn.prepare_cached(&format!("DELETE FROM issues WHERE status = '{DELETED}' AND id < ?"))?.execute([id])?;
-    crate::tags::after_issue_deleted(conn)
+    // (The partial index `issues_deleted` finds it without a scan.)
+    let highest = ids.iter().copied().max().unwrap_or(0);
+    conn.prepare_cached(&format!("DELETE FROM issues INDEXED BY issues_deleted WHERE status = '{DELETED}' AND id < ?"))?.execute([highest])?;
+    crate::tags::after_issue_deleted(conn)?;
+    Ok(deleted)
 }
 
 /// A stored event.

@@ -23,6 +23,13 @@
 //! counters and tag counts keep their whole history, as in Sentry), session
 //! aggregates, the ingest statistics and the accounts.
 //!
+//! Issues go the same way whoever deletes them (retention, a project's
+//! deletion, the API): first hidden with their hashes gone, then their
+//! counters (tag values, users, hours: as many rows as an issue had
+//! distinct values) in chunks of rows, and only then the issue rows, whose
+//! cascade is small by then. One issue with a million tag values would
+//! otherwise be one write job holding ingest for seconds.
+//!
 //! SQLite reuses the freed pages for new data; the file itself shrinks only
 //! with `VACUUM` (offline, see `docs/configuration.md`, Retention).
 
@@ -47,8 +54,8 @@ pub struct Deleted {
     pub user_reports: u64,
     pub check_ins: u64,
     pub sessions: u64,
-    /// Rows of an issue's tag counts and users, deleted in their own chunks
-    /// for a large issue ([`Selection::Issue`]); not shown.
+    /// Rows of deleted issues' tag counts, users and hourly counts, which go
+    /// in chunks of their own before the issues; not shown.
     pub counters: u64,
 }
 
@@ -157,79 +164,127 @@ pub fn delete_chunk(conn: &Connection, selection: Selection, rows: usize) -> Res
         };
         *count(&mut deleted) = n;
     }
-    deleted.issues = match selection {
+    match selection {
         Selection::OlderThan(cutoff) => {
             touched_issues.sort_unstable();
             touched_issues.dedup();
-            let mut n = delete_issues_left_without_events(conn, &touched_issues, cutoff)?;
+            let mut doomed = old_issues_left_without_events(conn, &touched_issues, cutoff)?;
             if deleted.events == 0 {
-                n += delete_old_issues(conn, cutoff)?;
+                doomed.extend(old_issues(conn, cutoff)?);
             }
-            n
+            for id in doomed {
+                crate::query::start_issue_deletion(conn, id)?;
+            }
+            // Those, and any other issue whose deletion started and whose
+            // events are gone (an API deletion that a stop interrupted).
+            let pending: Vec<i64> = conn
+                .prepare_cached(&format!(
+                    "SELECT i.id FROM issues i WHERE i.status = '{}' AND NOT EXISTS (SELECT 1 FROM events e WHERE e.issue_id = i.id) LIMIT {CHUNK_ISSUES}",
+                    crate::query::PENDING_DELETION
+                ))?
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let step = delete_issues_in_chunks(conn, &pending, rows)?;
+            (deleted.issues, deleted.counters) = (step.issues, step.counters);
         }
-        Selection::Project(id) if deleted.events == 0 => delete_project_issues(conn, id, rows)?,
-        Selection::Project(_) | Selection::Issue(_) => 0,
-    };
-    // The same bookkeeping as deleting by hand: kept-back tag counts may name
-    // a deleted issue, and row ids may be given out again.
-    if deleted.issues > 0 {
-        crate::tags::after_issue_deleted(conn)?;
-    } else if deleted.events > 0 {
+        Selection::Project(id) if deleted.events == 0 => {
+            let issues: Vec<i64> =
+                conn.prepare_cached(&format!("SELECT id FROM issues WHERE project_id = ?1 AND status <> '{}' LIMIT ?2", crate::query::DELETED))?.query_map(params![id, CHUNK_ISSUES as i64], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+            let step = delete_issues_in_chunks(conn, &issues, rows)?;
+            (deleted.issues, deleted.counters) = (step.issues, step.counters);
+        }
+        Selection::Project(_) | Selection::Issue(_) => {}
+    }
+    // The same bookkeeping as deleting by hand (`query::delete_issues` does
+    // it for issues): row ids may be given out again.
+    if deleted.events > 0 && deleted.issues == 0 {
         crate::tags::after_events_deleted(conn)?;
     }
     Ok(deleted)
 }
 
 /// One chunk of an issue being deleted: up to `rows` of its events; once
-/// none is left, up to `rows` of its tag counts and then of its users (an
-/// issue seen by many users has as many rows); once those are gone too,
-/// the issue with the little that is left (hashes, hourly counts, plugin
-/// data).
+/// none is left, its counters and then the issue, as
+/// [`delete_issues_in_chunks`] does.
 fn delete_issue_chunk(conn: &Connection, issue_id: i64, rows: usize) -> Result<Deleted> {
-    let mut deleted = Deleted::default();
-    let limit = params![issue_id, rows as i64];
     // The `events_issue` index finds them.
-    deleted.events = conn.prepare_cached("DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE issue_id = ?1 LIMIT ?2)")?.execute(limit)? as u64;
-    if deleted.events > 0 {
+    let events = conn
+        .prepare_cached("DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE issue_id = ?1 LIMIT ?2)")?
+        .execute(params![issue_id, rows as i64])? as u64;
+    let deleted = Deleted { events, ..Deleted::default() };
+    if events > 0 {
         crate::tags::after_events_deleted(conn)?;
         return Ok(deleted);
-    }
-    for sql in [
-        "DELETE FROM issue_tag_values WHERE rowid IN (SELECT rowid FROM issue_tag_values WHERE issue_id = ?1 LIMIT ?2)",
-        "DELETE FROM issue_users WHERE issue_id = ?1 AND user_key IN (SELECT user_key FROM issue_users WHERE issue_id = ?1 LIMIT ?2)",
-    ] {
-        deleted.counters = conn.prepare_cached(sql)?.execute(limit)? as u64;
-        if deleted.counters > 0 {
-            return Ok(deleted);
-        }
     }
     let pending = conn
         .prepare_cached(&format!("SELECT 1 FROM issues WHERE id = ? AND status = '{}'", crate::query::PENDING_DELETION))?
         .exists([issue_id])?;
-    if pending {
-        crate::query::delete_issue(conn, issue_id)?;
-        deleted.issues = 1;
+    if !pending {
+        return Ok(deleted);
     }
+    delete_issues_in_chunks(conn, &[issue_id], rows)
+}
+
+/// The per-issue tables with a row per distinct value: tag values, users,
+/// hours seen. `?1` is the issue, `?2` the most rows to delete. The inner
+/// query finds the rows by the primary key, which starts with `issue_id`,
+/// and so does the outer one (`issue_id = ?1` with the rest of the key).
+const ISSUE_COUNTERS: [&str; 3] = [
+    "DELETE FROM issue_tag_values WHERE rowid IN (SELECT rowid FROM issue_tag_values WHERE issue_id = ?1 LIMIT ?2)",
+    "DELETE FROM issue_users WHERE issue_id = ?1 AND user_key IN (SELECT user_key FROM issue_users WHERE issue_id = ?1 LIMIT ?2)",
+    "DELETE FROM issue_hourly WHERE issue_id = ?1 AND hour IN (SELECT hour FROM issue_hourly WHERE issue_id = ?1 LIMIT ?2)",
+];
+
+/// One step of deleting these issues, which have no event left: up to
+/// `rows` of their counters ([`ISSUE_COUNTERS`]); when that leaves none,
+/// the issues too, whose cascade (hashes, plugin data, views) is then a
+/// few rows each. Nothing when `issues` is empty.
+fn delete_issues_in_chunks(conn: &Connection, issues: &[i64], rows: usize) -> Result<Deleted> {
+    let mut deleted = Deleted::default();
+    if issues.is_empty() {
+        return Ok(deleted);
+    }
+    for &issue in issues {
+        for sql in ISSUE_COUNTERS {
+            let budget = rows as u64 - deleted.counters;
+            deleted.counters += conn.prepare_cached(sql)?.execute(params![issue, budget as i64])? as u64;
+            if deleted.counters == rows as u64 {
+                return Ok(deleted);
+            }
+        }
+    }
+    // Within the budget: no counter is left.
+    deleted.issues = crate::query::delete_issues(conn, issues)?;
     Ok(deleted)
 }
 
-/// Of these issues, those last seen before the cutoff with no event left.
-fn delete_issues_left_without_events(conn: &Connection, issues: &[i64], cutoff: f64) -> Result<u64> {
-    let mut st = conn.prepare_cached("DELETE FROM issues WHERE id = ?1 AND last_seen < ?2 AND NOT EXISTS (SELECT 1 FROM events WHERE issue_id = ?1)")?;
-    let mut n = 0;
+/// Of these issues, those last seen before the cutoff with no event left
+/// (and not already being deleted).
+fn old_issues_left_without_events(conn: &Connection, issues: &[i64], cutoff: f64) -> Result<Vec<i64>> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT 1 FROM issues WHERE id = ?1 AND last_seen < ?2 AND {} AND NOT EXISTS (SELECT 1 FROM events WHERE issue_id = ?1)",
+        crate::query::visible("")
+    ))?;
+    let mut old = Vec::new();
     for &id in issues {
-        n += st.execute(params![id, cutoff])? as u64;
+        if st.exists(params![id, cutoff])? {
+            old.push(id);
+        }
     }
-    Ok(n)
+    Ok(old)
 }
 
 /// The last step of deleting a project, after its chunks: what is left of it
-/// (options, counters, queued envelopes, and anything the chunks did not
-/// reach). Its row stays, marked deleted, so that its id is never given to
-/// another project: envelopes still queued for it must not land there.
+/// (options, counters, and anything the chunks did not reach). Its row
+/// stays, marked deleted, so that its id is never given to another project:
+/// envelopes still queued for it must not land there. Those the digest
+/// drops when it reaches them (`digest::apply`), as it does while the
+/// deletion runs; deleting them here would scan the whole queue, which has
+/// no index on the project (every ingest insert would pay for one), in a
+/// single write job, and a queue behind by 100,000 envelopes is hundreds of
+/// megabytes.
 pub fn finish_project(conn: &Connection, project_id: i64) -> Result<()> {
     for sql in [
-        "DELETE FROM queue WHERE project_id = ?1",
         "DELETE FROM post_process WHERE project_id = ?1",
         "DELETE FROM item_counts WHERE project_id = ?1",
         "DELETE FROM client_outcomes WHERE project_id = ?1",
@@ -238,8 +293,9 @@ pub fn finish_project(conn: &Connection, project_id: i64) -> Result<()> {
         "DELETE FROM project_keys WHERE project_id = ?1",
         "DELETE FROM session_aggregates WHERE project_id = ?1",
         // Normally nothing by now: the chunks took it, and the digest stores
-        // nothing for a project being deleted.
-        "DELETE FROM issues WHERE project_id = ?1",
+        // nothing for a project being deleted. The emptied row that keeps
+        // the newest deleted issue's id taken stays (`query::delete_issues`).
+        "DELETE FROM issues WHERE project_id = ?1 AND status <> 'deleted'",
         "DELETE FROM events WHERE project_id = ?1",
         "DELETE FROM transactions WHERE project_id = ?1",
         "DELETE FROM attachments WHERE project_id = ?1",
@@ -253,28 +309,23 @@ pub fn finish_project(conn: &Connection, project_id: i64) -> Result<()> {
     crate::tags::after_issue_deleted(conn)
 }
 
-/// Issues last seen before the cutoff with no event left, per project (the
-/// `(project_id, last_seen)` index finds them).
-fn delete_old_issues(conn: &Connection, cutoff: f64) -> Result<u64> {
+/// Issues last seen before the cutoff with no event left, up to
+/// [`CHUNK_ISSUES`] per project (the `(project_id, last_seen)` index finds
+/// them).
+fn old_issues(conn: &Connection, cutoff: f64) -> Result<Vec<i64>> {
     let projects: Vec<i64> = conn.prepare_cached("SELECT id FROM projects")?.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
-    let mut total = 0;
-    let mut st = conn.prepare_cached(
-        "DELETE FROM issues WHERE id IN
-         (SELECT i.id FROM issues i WHERE i.project_id = ?1 AND i.last_seen < ?2
-          AND NOT EXISTS (SELECT 1 FROM events e WHERE e.issue_id = i.id) LIMIT ?3)",
-    )?;
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT i.id FROM issues i WHERE i.project_id = ?1 AND i.last_seen < ?2 AND {}
+         AND NOT EXISTS (SELECT 1 FROM events e WHERE e.issue_id = i.id) LIMIT ?3",
+        crate::query::visible("i.")
+    ))?;
+    let mut old = Vec::new();
     for project in projects {
-        total += st.execute(params![project, cutoff, CHUNK_ISSUES as i64])? as u64;
+        for id in st.query_map(params![project, cutoff, CHUNK_ISSUES as i64], |r| r.get(0))? {
+            old.push(id?);
+        }
     }
-    Ok(total)
-}
-
-/// Some of a project's issues, once its events are gone (each takes its
-/// hashes, tag counts and the rest with it: fewer than `rows` at a time).
-fn delete_project_issues(conn: &Connection, project_id: i64, rows: usize) -> Result<u64> {
-    let limit = (rows / 5).clamp(1, CHUNK_ISSUES);
-    let n = conn.prepare_cached("DELETE FROM issues WHERE id IN (SELECT id FROM issues WHERE project_id = ?1 LIMIT ?2)")?.execute(params![project_id, limit as i64])?;
-    Ok(n as u64)
+    Ok(old)
 }
 
 /// Deletes `selection`, chunk after chunk through the writer, until nothing
@@ -294,6 +345,7 @@ pub fn delete(store: &crate::Store, selection: Selection, mut progress: impl FnM
         let started = std::time::Instant::now();
         let chunk = store.write_blocking(move |c| delete_chunk(c, selection, rows))?;
         let took = started.elapsed();
+        tracing::debug!(?selection, rows, ms = took.as_secs_f64() * 1e3, ?chunk, "deletion chunk");
         if chunk.is_empty() {
             return Ok(total);
         }

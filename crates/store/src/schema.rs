@@ -364,6 +364,12 @@ const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX issues_pending_deletion ON issues(id) WHERE status = 'pending_deletion';
     "#,
+    // 11: the emptied row kept for the newest deleted issue (status
+    // `deleted`, `query::delete_issues`), found without a scan each time an
+    // issue is deleted. It holds a row or none.
+    r#"
+    CREATE INDEX issues_deleted ON issues(id) WHERE status = 'deleted';
+    "#,
 ];
 
 /// The page size of new databases.

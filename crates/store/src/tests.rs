@@ -788,6 +788,102 @@ fn a_large_issue_is_deleted_in_chunks_and_disappears_at_once() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Runs `selection` chunk by chunk, `rows` at a time, to its end.
+fn delete_in_chunks(store: &Store, selection: retention::Selection, rows: usize) -> Vec<retention::Deleted> {
+    let mut chunks = Vec::new();
+    loop {
+        let d = store.write_blocking(move |c| retention::delete_chunk(c, selection, rows)).unwrap();
+        if d.is_empty() {
+            return chunks;
+        }
+        chunks.push(d);
+        assert!(chunks.len() < 200, "the deletion does not end: {chunks:?}");
+    }
+}
+
+fn sum(chunks: &[retention::Deleted]) -> retention::Deleted {
+    chunks.iter().fold(retention::Deleted::default(), |mut t, d| {
+        t.add(*d);
+        t
+    })
+}
+
+#[test]
+fn a_project_whose_issues_have_many_counters_is_deleted_in_bounded_chunks() {
+    let (store, dir) = temp_store("project-counters");
+    let web = project(&store);
+    // Two issues, each event with its own user and tag value: the issues'
+    // counters outnumber their events (here 3 per event: two tags, a user).
+    let events: Vec<(String, String)> = (0..24)
+        .map(|n| (format!("{n:032x}"), format!(r#"{{"message": "m{}", "user": {{"id": "u{n}"}}, "tags": {{"k": "v{n}"}}}}"#, n % 2)))
+        .collect();
+    let rows: Vec<(i64, &str, f64, &str)> = events.iter().map(|(id, ev)| (web, id.as_str(), now(), ev.as_str())).collect();
+    digest_events(&store, &rows);
+    let count = |sql: &'static str| store.read(move |c| Ok(c.query_row(sql, [], |r| r.get::<_, i64>(0))?)).unwrap();
+    let counters = || count("SELECT (SELECT COUNT(*) FROM issue_tag_values) + (SELECT COUNT(*) FROM issue_users) + (SELECT COUNT(*) FROM issue_hourly)");
+    let before = counters();
+    assert!(before > 72, "{before} counter rows");
+
+    store.write_blocking(move |c| accounts::start_project_deletion(c, web)).unwrap();
+    let chunks = delete_in_chunks(&store, retention::Selection::Project(web), 5);
+    // No chunk deletes more than 5 rows of events or counters; the issues go
+    // last, once nothing of theirs is left but a few hashes.
+    assert!(chunks.iter().all(|d| d.events <= 5 && d.counters <= 5), "{chunks:?}");
+    let issues_at = chunks.iter().position(|d| d.issues > 0).expect("the issues go");
+    assert_eq!(chunks[issues_at].issues, 2);
+    assert!(chunks[..issues_at].iter().all(|d| d.issues == 0) && chunks[issues_at + 1..].is_empty(), "{chunks:?}");
+    let total = sum(&chunks);
+    assert_eq!((total.events, total.counters), (24, before as u64), "{total:?}");
+    assert_eq!(counters(), 0);
+    store.write_blocking(move |c| retention::finish_project(c, web)).unwrap();
+    // The newest issue was the project's: its id stays taken by an emptied row.
+    assert_eq!(count("SELECT COUNT(*) FROM issues WHERE status <> 'deleted'"), 0);
+    assert_eq!(count("SELECT COUNT(*) FROM issues WHERE status = 'deleted'"), 1);
+    store.close();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn retention_deletes_an_old_issue_in_chunks_hides_it_at_once_and_keeps_its_id() {
+    let (store, dir) = temp_store("retention-issue");
+    let pid = project(&store);
+    let day = 86_400.0;
+    let old = now() - 100.0 * day;
+    let kept = digest_events(&store, &[(pid, "c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1", now(), r#"{"message": "kept"}"#)])[0].issue_id;
+    // The newest issue, and an old one: every event received in the past.
+    let events: Vec<(String, String)> = (0..12).map(|n| (format!("{n:032x}"), format!(r#"{{"message": "old", "user": {{"id": "u{n}"}}, "tags": {{"k": "v{n}"}}}}"#))).collect();
+    let rows: Vec<(i64, &str, f64, &str)> = events.iter().map(|(id, ev)| (pid, id.as_str(), old, ev.as_str())).collect();
+    let doomed = digest_events(&store, &rows)[0].issue_id;
+    assert!(doomed > kept);
+    let count = |sql: &'static str, id: i64| store.read(move |c| Ok(c.query_row(sql, [id], |r| r.get::<_, i64>(0))?)).unwrap();
+
+    // Chunks of 4 rows. The one that deletes its last events hides it at
+    // once and takes its hashes.
+    let cutoff = now() - 30.0 * day;
+    let mut chunks = Vec::new();
+    while sum(&chunks).events < 12 {
+        chunks.push(store.write_blocking(move |c| retention::delete_chunk(c, retention::Selection::OlderThan(cutoff), 4)).unwrap());
+        assert!(chunks.len() < 10, "{chunks:?}");
+    }
+    assert!(matches!(store.read(move |c| query::issue(c, doomed)), Err(StoreError::NotFound(_))));
+    assert_eq!(count("SELECT COUNT(*) FROM group_hashes WHERE issue_id = ?", doomed), 0);
+    assert!(count("SELECT COUNT(*) FROM issue_tag_values WHERE issue_id = ?", doomed) > 0, "its counters go in later chunks");
+    chunks.extend(delete_in_chunks(&store, retention::Selection::OlderThan(cutoff), 4));
+    assert!(chunks.iter().all(|d| d.events <= 4 && d.counters <= 4), "{chunks:?}");
+    let total = sum(&chunks);
+    // 12 values of `k` and of the derived `user`, 12 users, and a few more.
+    assert!(total.counters >= 36, "{total:?}");
+    assert_eq!((total.events, total.issues), (12, 1), "{total:?}");
+    assert_eq!(count("SELECT COUNT(*) FROM issue_tag_values WHERE issue_id = ?", doomed), 0);
+    assert_eq!(count("SELECT COUNT(*) FROM issue_users WHERE issue_id = ?", doomed), 0);
+    assert_eq!(count("SELECT COUNT(*) FROM events WHERE issue_id = ?", kept), 1, "newer data stays");
+    // It was the newest issue: its id is not given out again.
+    let again = digest_events(&store, &[(pid, "d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0", now(), r#"{"message": "old"}"#)]);
+    assert!(again[0].is_new && again[0].issue_id > doomed, "{again:?}");
+    store.close();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn a_write_job_larger_than_the_in_memory_statement_journal_commits() {
     // Deleting a large issue, a long-kept-back tag write, a project's last
