@@ -550,7 +550,7 @@ fn remove_project(config: &Config, path: &str, yes: bool) -> Result<()> {
         eprintln!("finishing the deletion of {org}/{slug}, which was interrupted");
     } else if !yes {
         let held = store.read(|c| {
-            let issues = c.query_row("SELECT COUNT(*) FROM issues WHERE project_id = ?", [pid], |r| r.get::<_, i64>(0))?;
+            let issues = c.query_row(&format!("SELECT COUNT(*) FROM issues WHERE project_id = ? AND status <> '{}'", picket_store::query::DELETED), [pid], |r| r.get::<_, i64>(0))?;
             Ok(retention::Deleted { events: picket_store::query::count_events(c, pid)? as u64, issues: issues as u64, ..Default::default() })
         })?;
         bail!("this deletes project {org}/{slug} for good, with its keys and {held} (and any transactions, attachments and feedback); run again with --yes to do it");

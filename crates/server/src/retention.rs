@@ -87,24 +87,56 @@ pub fn spawn_deletion(store: Store, doomed: Doomed) {
 static DELETING: std::sync::Mutex<std::collections::BTreeSet<Doomed>> = std::sync::Mutex::new(std::collections::BTreeSet::new());
 
 /// Finishes the deletions a stop (of this server, or of a `picket project
-/// remove`) interrupted: at start, and hourly.
+/// remove`) interrupted: at start, and hourly. Projects each on a task of
+/// their own (they are few); issues one after another on a single task,
+/// since retention can leave thousands hidden and half deleted, and a paced
+/// deletion per issue at once would take the whole writer.
 pub async fn resume_deletions(store: &Store) {
     let listed = store
-        .read_async(|c| {
-            let projects = picket_store::accounts::projects_being_deleted(c)?.into_iter().map(Doomed::Project);
-            let issues = picket_store::query::issues_being_deleted(c)?.into_iter().map(Doomed::Issue);
-            Ok(projects.chain(issues).collect::<Vec<_>>())
-        })
+        .read_async(|c| Ok((picket_store::accounts::projects_being_deleted(c)?, picket_store::query::issues_being_deleted(c)?)))
         .await;
-    match listed {
-        Ok(doomed) => {
-            for d in doomed {
-                if !DELETING.lock().unwrap_or_else(|e| e.into_inner()).contains(&d) {
-                    tracing::info!(what = ?d, "resuming a deletion");
-                    spawn_deletion(store.clone(), d);
-                }
+    let (projects, issues) = match listed {
+        Ok(listed) => listed,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list the projects and issues being deleted; their deletion is tried again within the hour");
+            return;
+        }
+    };
+    for id in projects {
+        if !is_deleting(Doomed::Project(id)) {
+            tracing::info!(project = id, "resuming a project's deletion");
+            spawn_deletion(store.clone(), Doomed::Project(id));
+        }
+    }
+    let issues: Vec<i64> = issues.into_iter().filter(|&id| !is_deleting(Doomed::Issue(id))).collect();
+    if issues.is_empty() || RESUMING_ISSUES.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        return; // nothing to do, or the previous resumption is still at it
+    }
+    tracing::info!(issues = issues.len(), "resuming the deletion of issues");
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || {
+        let (started, count) = (std::time::Instant::now(), issues.len());
+        for id in issues {
+            if !DELETING.lock().unwrap_or_else(|e| e.into_inner()).insert(Doomed::Issue(id)) {
+                continue; // the API started it again meanwhile
+            }
+            let result = retention::delete_issue(&store, id, |_| ControlFlow::Continue(()));
+            DELETING.lock().unwrap_or_else(|e| e.into_inner()).remove(&Doomed::Issue(id));
+            match result {
+                Ok(deleted) => tracing::debug!(issue = id, "deleted the issue: {deleted}"),
+                Err(picket_store::StoreError::WriterGone) => break,
+                Err(e) => tracing::error!(issue = id, error = %e, "deleting the issue failed; it is tried again within the hour"),
             }
         }
-        Err(e) => tracing::warn!(error = %e, "cannot list the projects and issues being deleted; their deletion is tried again within the hour"),
-    }
+        tracing::info!(issues = count, seconds = started.elapsed().as_secs_f64(), "resumed deletions of issues ended");
+        RESUMING_ISSUES.store(false, std::sync::atomic::Ordering::Release);
+    });
 }
+
+/// Whether a task of this server is deleting it now.
+fn is_deleting(doomed: Doomed) -> bool {
+    DELETING.lock().unwrap_or_else(|e| e.into_inner()).contains(&doomed)
+}
+
+/// Whether the task of [`resume_deletions`] that deletes issues runs.
+static RESUMING_ISSUES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);

@@ -230,8 +230,9 @@ pub fn set_issue_status(conn: &Connection, id: i64, status: &str) -> Result<()> 
 }
 
 /// The status of an issue whose deletion has started
-/// ([`start_issue_deletion`]): no query shows it any more, and
-/// `retention::delete_issue` deletes what is left of it.
+/// ([`start_issue_deletion`], by the API or by retention): no query shows it
+/// any more, and `retention::delete_issue` (or retention's next chunks)
+/// deletes what is left of it.
 pub const PENDING_DELETION: &str = "pending_deletion";
 
 /// Starts deleting an issue, in one short write job however many events it
@@ -251,7 +252,7 @@ pub fn start_issue_deletion(conn: &Connection, id: i64) -> Result<()> {
 }
 
 /// The issues whose deletion was started and not finished (a stop came in
-/// between): `picket serve` finishes them.
+/// between, or retention is deleting them): `picket serve` finishes them.
 pub fn issues_being_deleted(conn: &Connection) -> Result<Vec<i64>> {
     let mut st = conn.prepare_cached(&format!("SELECT id FROM issues WHERE status = '{PENDING_DELETION}' ORDER BY id"))?;
     let ids = st.query_map([], |r| r.get(0))?;
@@ -274,7 +275,8 @@ pub(crate) fn visible(alias: &str) -> String {
 /// for an issue with few of them (the last step of
 /// `retention::delete_issue`, which deletes a large issue in chunks first).
 /// The newest issue is put back as an empty row marked [`DELETED`], so that
-/// its id is not given out again; that row goes when a later issue is deleted.
+/// its id is not given out again; that row goes when an issue with a higher
+/// id is deleted.
 pub fn delete_issue(conn: &Connection, id: i64) -> Result<()> {
     match delete_issues(conn, &[id])? {
         0 => Err(StoreError::NotFound(format!("issue {id}"))),
@@ -289,6 +291,7 @@ pub fn delete_issues(conn: &Connection, ids: &[i64]) -> Result<u64> {
     // left alone: it is not an issue, and it keeps its id taken.
     let mut delete = conn.prepare_cached(&format!("DELETE FROM issues WHERE id = ? AND status <> '{DELETED}' RETURNING project_id, short_id, first_seen, last_seen"))?;
     let mut deleted = 0;
+    let mut highest = 0;
     for &id in ids {
         let Some((project_id, short_id, first_seen, last_seen)) =
             delete.query_row([id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, f64>(2)?, r.get::<_, f64>(3)?))).optional()?
@@ -296,6 +299,7 @@ pub fn delete_issues(conn: &Connection, ids: &[i64]) -> Result<u64> {
             continue;
         };
         deleted += 1;
+        highest = highest.max(id);
         if Some(id) == newest {
             conn.prepare_cached(&format!(
                 "INSERT INTO issues (id, project_id, title, culprit, event_type, level, platform, status, first_seen, last_seen, short_id)
@@ -309,7 +313,6 @@ pub fn delete_issues(conn: &Connection, ids: &[i64]) -> Result<u64> {
     }
     // An earlier such row is no longer needed: a higher id holds the place.
     // (The partial index `issues_deleted` finds it without a scan.)
-    let highest = ids.iter().copied().max().unwrap_or(0);
     conn.prepare_cached(&format!("DELETE FROM issues INDEXED BY issues_deleted WHERE status = '{DELETED}' AND id < ?"))?.execute([highest])?;
     crate::tags::after_issue_deleted(conn)?;
     Ok(deleted)

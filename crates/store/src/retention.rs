@@ -24,11 +24,13 @@
 //! aggregates, the ingest statistics and the accounts.
 //!
 //! Issues go the same way whoever deletes them (retention, a project's
-//! deletion, the API): first hidden with their hashes gone, then their
-//! counters (tag values, users, hours: as many rows as an issue had
-//! distinct values) in chunks of rows, and only then the issue rows, whose
-//! cascade is small by then. One issue with a million tag values would
-//! otherwise be one write job holding ingest for seconds.
+//! deletion, the API): their counters (tag values, users, hours: as many
+//! rows as an issue had distinct values) in chunks of rows, and only then
+//! the issue rows, whose cascade is small by then. One issue with a million
+//! tag values would otherwise be one write job holding ingest for seconds.
+//! Retention and the API first hide the issue (`query::start_issue_deletion`:
+//! it leaves every list and its hashes go); a project's issues are hidden
+//! with the project.
 //!
 //! SQLite reuses the freed pages for new data; the file itself shrinks only
 //! with `VACUUM` (offline, see `docs/configuration.md`, Retention).
@@ -41,7 +43,8 @@ use crate::Result;
 /// [`delete`], which then sizes chunks by how long they take.
 pub const CHUNK_ROWS: usize = 1000;
 
-/// Issues looked at per project in one chunk (each takes its rows with it).
+/// Issues hidden or deleted in one chunk, at most (their counters go first,
+/// in chunks of rows).
 const CHUNK_ISSUES: usize = 200;
 
 /// What one or more chunks deleted.
@@ -55,7 +58,7 @@ pub struct Deleted {
     pub check_ins: u64,
     pub sessions: u64,
     /// Rows of deleted issues' tag counts, users and hourly counts, which go
-    /// in chunks of their own before the issues; not shown.
+    /// in chunks of their own before the issues.
     pub counters: u64,
 }
 
@@ -79,6 +82,7 @@ impl Deleted {
 }
 
 /// The kinds deleted, e.g. `1200 events, 1 issue` (events always, the rest when any).
+/// Hourly counts are counted with the tag counts and users.
 impl std::fmt::Display for Deleted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let counted = |n: u64, kind: &str| format!("{n} {kind}{}", if n == 1 { "" } else { "s" });
@@ -90,6 +94,7 @@ impl std::fmt::Display for Deleted {
             (self.user_reports, "user report"),
             (self.check_ins, "check-in"),
             (self.sessions, "session"),
+            (self.counters, "tag count and user row"),
         ];
         for (n, kind) in rest.into_iter().filter(|(n, _)| *n > 0) {
             write!(f, ", {}", counted(n, kind))?;
@@ -121,8 +126,8 @@ pub enum Selection {
     /// [`finish_project`]).
     Project(i64),
     /// This issue, once its deletion has started
-    /// (`query::start_issue_deletion`): its events, tag counts and users,
-    /// then the issue itself.
+    /// (`query::start_issue_deletion`): its events, tag counts, users and
+    /// hourly counts, then the issue itself.
     Issue(i64),
 }
 
@@ -166,25 +171,31 @@ pub fn delete_chunk(conn: &Connection, selection: Selection, rows: usize) -> Res
     }
     match selection {
         Selection::OlderThan(cutoff) => {
-            touched_issues.sort_unstable();
-            touched_issues.dedup();
-            let mut doomed = old_issues_left_without_events(conn, &touched_issues, cutoff)?;
-            if deleted.events == 0 {
-                doomed.extend(old_issues(conn, cutoff)?);
+            // The issues hidden earlier (by retention, or by an API deletion
+            // that a stop interrupted) whose events are gone. Only when none
+            // is left are more hidden: hidden ones stay in the range that
+            // `old_issues` reads until they are deleted, and so that a chunk
+            // hides no more than it can delete.
+            let pending_sql = format!(
+                "SELECT i.id FROM issues i WHERE i.status = '{}' AND NOT EXISTS (SELECT 1 FROM events e WHERE e.issue_id = i.id) LIMIT {CHUNK_ISSUES}",
+                crate::query::PENDING_DELETION
+            );
+            let pending = |conn: &Connection| -> Result<Vec<i64>> { Ok(conn.prepare_cached(&pending_sql)?.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?) };
+            let mut doomed = pending(conn)?;
+            if doomed.is_empty() {
+                touched_issues.sort_unstable();
+                touched_issues.dedup();
+                let mut old = old_issues_left_without_events(conn, &touched_issues, cutoff)?;
+                if deleted.events == 0 {
+                    old.extend(old_issues(conn, cutoff, CHUNK_ISSUES)?);
+                }
+                old.truncate(CHUNK_ISSUES);
+                for &id in &old {
+                    crate::query::start_issue_deletion(conn, id)?;
+                }
+                doomed = old;
             }
-            for id in doomed {
-                crate::query::start_issue_deletion(conn, id)?;
-            }
-            // Those, and any other issue whose deletion started and whose
-            // events are gone (an API deletion that a stop interrupted).
-            let pending: Vec<i64> = conn
-                .prepare_cached(&format!(
-                    "SELECT i.id FROM issues i WHERE i.status = '{}' AND NOT EXISTS (SELECT 1 FROM events e WHERE e.issue_id = i.id) LIMIT {CHUNK_ISSUES}",
-                    crate::query::PENDING_DELETION
-                ))?
-                .query_map([], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-            let step = delete_issues_in_chunks(conn, &pending, rows)?;
+            let step = delete_issues_in_chunks(conn, &doomed, rows)?;
             (deleted.issues, deleted.counters) = (step.issues, step.counters);
         }
         Selection::Project(id) if deleted.events == 0 => {
@@ -292,10 +303,6 @@ pub fn finish_project(conn: &Connection, project_id: i64) -> Result<()> {
         "DELETE FROM plugin_options WHERE scope IN ('project', 'user') AND scope_id = ?1",
         "DELETE FROM project_keys WHERE project_id = ?1",
         "DELETE FROM session_aggregates WHERE project_id = ?1",
-        // Normally nothing by now: the chunks took it, and the digest stores
-        // nothing for a project being deleted. The emptied row that keeps
-        // the newest deleted issue's id taken stays (`query::delete_issues`).
-        "DELETE FROM issues WHERE project_id = ?1 AND status <> 'deleted'",
         "DELETE FROM events WHERE project_id = ?1",
         "DELETE FROM transactions WHERE project_id = ?1",
         "DELETE FROM attachments WHERE project_id = ?1",
@@ -306,13 +313,20 @@ pub fn finish_project(conn: &Connection, project_id: i64) -> Result<()> {
     ] {
         conn.execute(sql, [project_id])?;
     }
+    // Normally none by now: the chunks took them, and the digest stores
+    // nothing for a project being deleted. The emptied row that keeps the
+    // newest deleted issue's id taken stays (`query::delete_issues`).
+    let left: Vec<i64> = conn
+        .prepare_cached(&format!("SELECT id FROM issues WHERE project_id = ?1 AND status <> '{}'", crate::query::DELETED))?
+        .query_map([project_id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    crate::query::delete_issues(conn, &left)?;
     crate::tags::after_issue_deleted(conn)
 }
 
-/// Issues last seen before the cutoff with no event left, up to
-/// [`CHUNK_ISSUES`] per project (the `(project_id, last_seen)` index finds
-/// them).
-fn old_issues(conn: &Connection, cutoff: f64) -> Result<Vec<i64>> {
+/// Issues last seen before the cutoff with no event left and not hidden, up
+/// to `limit` in all (the `(project_id, last_seen)` index finds them).
+fn old_issues(conn: &Connection, cutoff: f64, limit: usize) -> Result<Vec<i64>> {
     let projects: Vec<i64> = conn.prepare_cached("SELECT id FROM projects")?.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
     let mut st = conn.prepare_cached(&format!(
         "SELECT i.id FROM issues i WHERE i.project_id = ?1 AND i.last_seen < ?2 AND {}
@@ -321,7 +335,10 @@ fn old_issues(conn: &Connection, cutoff: f64) -> Result<Vec<i64>> {
     ))?;
     let mut old = Vec::new();
     for project in projects {
-        for id in st.query_map(params![project, cutoff, CHUNK_ISSUES as i64], |r| r.get(0))? {
+        if old.len() >= limit {
+            break;
+        }
+        for id in st.query_map(params![project, cutoff, (limit - old.len()) as i64], |r| r.get(0))? {
             old.push(id?);
         }
     }
