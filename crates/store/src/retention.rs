@@ -169,20 +169,15 @@ pub fn delete_chunk(conn: &Connection, selection: Selection, rows: usize) -> Res
         };
         *count(&mut deleted) = n;
     }
-    match selection {
+    let doomed = match selection {
         Selection::OlderThan(cutoff) => {
             // The issues hidden earlier (by retention, or by an API deletion
             // that a stop interrupted) whose events are gone. Only when none
             // is left are more hidden: hidden ones stay in the range that
             // `old_issues` reads until they are deleted, and so that a chunk
             // hides no more than it can delete.
-            let pending_sql = format!(
-                "SELECT i.id FROM issues i WHERE i.status = '{}' AND NOT EXISTS (SELECT 1 FROM events e WHERE e.issue_id = i.id) LIMIT {CHUNK_ISSUES}",
-                crate::query::PENDING_DELETION
-            );
-            let pending = |conn: &Connection| -> Result<Vec<i64>> { Ok(conn.prepare_cached(&pending_sql)?.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?) };
-            let mut doomed = pending(conn)?;
-            if doomed.is_empty() {
+            let pending = pending_issues_without_events(conn)?;
+            if pending.is_empty() {
                 touched_issues.sort_unstable();
                 touched_issues.dedup();
                 let mut old = old_issues_left_without_events(conn, &touched_issues, cutoff)?;
@@ -193,19 +188,19 @@ pub fn delete_chunk(conn: &Connection, selection: Selection, rows: usize) -> Res
                 for &id in &old {
                     crate::query::start_issue_deletion(conn, id)?;
                 }
-                doomed = old;
+                old
+            } else {
+                pending
             }
-            let step = delete_issues_in_chunks(conn, &doomed, rows)?;
-            (deleted.issues, deleted.counters) = (step.issues, step.counters);
         }
-        Selection::Project(id) if deleted.events == 0 => {
-            let issues: Vec<i64> =
-                conn.prepare_cached(&format!("SELECT id FROM issues WHERE project_id = ?1 AND status <> '{}' LIMIT ?2", crate::query::DELETED))?.query_map(params![id, CHUNK_ISSUES as i64], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
-            let step = delete_issues_in_chunks(conn, &issues, rows)?;
-            (deleted.issues, deleted.counters) = (step.issues, step.counters);
-        }
-        Selection::Project(_) | Selection::Issue(_) => {}
-    }
+        Selection::Project(id) if deleted.events == 0 => conn
+            .prepare_cached(&format!("SELECT id FROM issues WHERE project_id = ?1 AND status <> '{}' LIMIT ?2", crate::query::DELETED))?
+            .query_map(params![id, CHUNK_ISSUES as i64], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?,
+        Selection::Project(_) | Selection::Issue(_) => Vec::new(),
+    };
+    let step = delete_issues_in_chunks(conn, &doomed, rows)?;
+    (deleted.issues, deleted.counters) = (step.issues, step.counters);
     // The same bookkeeping as deleting by hand (`query::delete_issues` does
     // it for issues): row ids may be given out again.
     if deleted.events > 0 && deleted.issues == 0 {
@@ -267,6 +262,17 @@ fn delete_issues_in_chunks(conn: &Connection, issues: &[i64], rows: usize) -> Re
     // Within the budget: no counter is left.
     deleted.issues = crate::query::delete_issues(conn, issues)?;
     Ok(deleted)
+}
+
+/// Up to [`CHUNK_ISSUES`] issues being deleted whose events are gone (the
+/// partial index `issues_pending_deletion` finds them).
+fn pending_issues_without_events(conn: &Connection) -> Result<Vec<i64>> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT i.id FROM issues i WHERE i.status = '{}' AND NOT EXISTS (SELECT 1 FROM events e WHERE e.issue_id = i.id) LIMIT {CHUNK_ISSUES}",
+        crate::query::PENDING_DELETION
+    ))?;
+    let ids = st.query_map([], |r| r.get(0))?;
+    Ok(ids.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Of these issues, those last seen before the cutoff with no event left

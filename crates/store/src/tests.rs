@@ -658,18 +658,10 @@ fn retention_deletes_what_is_older_than_the_cutoff_and_issues_left_without_event
 
     // Two rows a chunk, so that the run takes several chunks.
     let cutoff = now() - 30.0 * day;
-    let mut total = retention::Deleted::default();
-    let mut chunks = 0;
-    loop {
-        let d = store.write_blocking(move |c| retention::delete_chunk(c, retention::Selection::OlderThan(cutoff), 2)).unwrap();
-        chunks += 1;
-        if d.is_empty() {
-            break;
-        }
-        total.add(d);
-        assert!(chunks < 20, "the run does not end: {total}");
-    }
-    assert!(chunks > 2, "{chunks} chunks");
+    let chunks = delete_in_chunks(&store, retention::Selection::OlderThan(cutoff), 2);
+    let total = sum(&chunks);
+    assert!(chunks.len() < 20, "the run does not end: {total}");
+    assert!(chunks.len() + 1 > 2, "{} chunks", chunks.len() + 1);
     assert_eq!((total.events, total.issues, total.transactions), (3, 1, 1), "{total}");
     // Its tag counts and hourly count went first, in chunks of their own.
     assert!(total.counters > 0, "{total:?}");
@@ -759,20 +751,10 @@ fn a_large_issue_is_deleted_in_chunks_and_disappears_at_once() {
     assert!(again[0].is_new && again[0].issue_id != doomed_issue, "{again:?}");
 
     // Chunks of 7 rows: events, then tag counts, then users, then the issue.
-    let mut chunks = Vec::new();
-    loop {
-        let d = store.write_blocking(move |c| retention::delete_chunk(c, retention::Selection::Issue(doomed_issue), 7)).unwrap();
-        if d.is_empty() {
-            break;
-        }
-        chunks.push(d);
-        assert!(chunks.len() < 30, "the deletion does not end: {chunks:?}");
-    }
+    let chunks = delete_in_chunks(&store, retention::Selection::Issue(doomed_issue), 7);
+    assert!(chunks.len() < 30, "the deletion does not end: {chunks:?}");
     assert_eq!(chunks.iter().map(|d| d.events).collect::<Vec<_>>()[..5], [7, 7, 7, 7, 2]);
-    let total = chunks.iter().fold(retention::Deleted::default(), |mut t, d| {
-        t.add(*d);
-        t
-    });
+    let total = sum(&chunks);
     // 30 tag values of `k`, plus the derived tags (level, user, ...); 30 users.
     assert!(total.counters >= 60, "{total:?}");
     assert!(chunks.iter().all(|d| d.events + d.counters <= 7), "{chunks:?}");
